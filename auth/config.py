@@ -1,0 +1,161 @@
+"""Settings: environment variables over a JSON file in the data directory.
+
+A bad value raises :class:`ConfigError` naming the variable; the caller then
+answers every request with 503 instead of falling back to an open server.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+
+ENV_PREFIX = "COMFYUI_API_AUTH"
+MODES = ("enable", "require", "off")
+CONFIG_FILE_NAME = "config.json"
+
+
+class ConfigError(Exception):
+    def __init__(self, variable: str, message: str):
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str = "enable"
+    db_url: str | None = None
+    admin_password: str | None = field(default=None, repr=False)
+    trust_localhost: bool = True
+    public_paths: tuple[str, ...] = ()
+    session_ttl: int = 7 * 24 * 3600
+    usage_retention_days: int = 400
+    flush_interval: float = 2.0
+    refresh_interval: float = 2.0
+    login_attempts: int = 10
+    login_window: int = 300
+    max_body_bytes: int = 64 * 1024
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
+# name in the environment (after the prefix) / in config.json -> (field, parser)
+def _parse_bool(text):
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected on/off, true/false, 1/0")
+
+
+def _int_range(low, high):
+    def parse(text):
+        if isinstance(text, bool):
+            raise ValueError("expected an integer")
+        value = int(str(text).strip())
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer from {low} to {high}")
+        return value
+    return parse
+
+
+def _float_range(low, high):
+    def parse(text):
+        if isinstance(text, bool):
+            raise ValueError("expected a number")
+        value = float(str(text).strip())
+        if not low <= value <= high:
+            raise ValueError(f"expected a number from {low} to {high}")
+        return value
+    return parse
+
+
+def _parse_mode(text):
+    value = str(text).strip().lower()
+    if value not in MODES:
+        raise ValueError("expected one of " + ", ".join(MODES))
+    return value
+
+
+def _parse_paths(text):
+    items = text if isinstance(text, list) else str(text).split(",")
+    paths = []
+    for item in items:
+        path = str(item).strip()
+        if not path:
+            continue
+        if not path.startswith("/") or "*" in path:
+            raise ValueError("expected exact paths starting with '/', comma-separated")
+        paths.append(path)
+    return tuple(paths)
+
+
+def _parse_text(text):
+    value = str(text)
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+OPTIONS = {
+    "": ("mode", _parse_mode),
+    "DB": ("db_url", _parse_text),
+    "ADMIN_PASSWORD": ("admin_password", _parse_text),
+    "TRUST_LOCALHOST": ("trust_localhost", _parse_bool),
+    "PUBLIC_PATHS": ("public_paths", _parse_paths),
+    "SESSION_TTL": ("session_ttl", _int_range(60, 366 * 24 * 3600)),
+    "USAGE_RETENTION_DAYS": ("usage_retention_days", _int_range(1, 10000)),
+    "FLUSH_INTERVAL": ("flush_interval", _float_range(0.05, 60)),
+    "REFRESH_INTERVAL": ("refresh_interval", _float_range(0.05, 60)),
+    "LOGIN_ATTEMPTS": ("login_attempts", _int_range(1, 10000)),
+    "LOGIN_WINDOW": ("login_window", _int_range(1, 86400)),
+}
+
+
+def variable_name(suffix: str) -> str:
+    return ENV_PREFIX + ("_" + suffix if suffix else "")
+
+
+def read_config_file(path: str) -> dict:
+    """The JSON file's options, keyed like the variables (``mode``, ``db``...)."""
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ConfigError(path, f"cannot read config file: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "config file must hold a JSON object")
+    return data
+
+
+def load_settings(environ=None, config_path: str | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    file_options = read_config_file(config_path) if config_path else {}
+    values = {}
+    known_file_keys = {suffix.lower() or "mode" for suffix in OPTIONS}
+    for key in file_options:
+        if key not in known_file_keys:
+            raise ConfigError(f"{config_path}:{key}", "unknown setting")
+    for suffix, (attribute, parse) in OPTIONS.items():
+        name = variable_name(suffix)
+        file_key = suffix.lower() or "mode"
+        if name in environ:
+            raw, source = environ[name], name
+        elif file_key in file_options:
+            raw, source = file_options[file_key], f"{config_path}:{file_key}"
+        else:
+            continue
+        try:
+            values[attribute] = parse(raw)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(source, str(error)) from None
+    mode = values.get("mode", "enable")
+    # Trusting loopback is a convenience for a desktop install; in require
+    # mode the operator asked for a locked server, so it is off unless asked.
+    values.setdefault("trust_localhost", mode == "enable")
+    return Settings(**values)

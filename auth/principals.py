@@ -1,0 +1,58 @@
+"""Who is calling: anonymous, a key holder, or an admin."""
+
+from dataclasses import dataclass, field
+
+ANONYMOUS_KIND = "anonymous"
+KEY_KIND = "key"
+ADMIN_KIND = "admin"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A key as the request path sees it; never holds the plaintext."""
+
+    pk: int
+    key_id: str
+    key_hash: str
+    name: str
+    prefix: str
+    rate_limit: int
+    is_active: bool
+    metadata: dict = field(default_factory=dict, compare=False)
+    scopes: tuple = ()
+    created_at: float = 0.0
+    last_used: float | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str
+    via: str  # "header", "session", "local" or "none"
+    key: KeyRecord | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == ADMIN_KIND
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.kind == ANONYMOUS_KIND
+
+    def describe(self) -> dict:
+        info = {"kind": self.kind, "via": self.via}
+        if self.key is not None:
+            info.update(key_id=self.key.key_id, name=self.key.name)
+        return info
+
+
+ANONYMOUS = Principal(ANONYMOUS_KIND, "none")
+LOCAL_ADMIN = Principal(ADMIN_KIND, "local")
+PASSWORD_ADMIN = Principal(ADMIN_KIND, "session")
+
+
+def for_key(key: KeyRecord, via: str) -> Principal:
+    return Principal(ADMIN_KIND if key.is_admin else KEY_KIND, via, key)

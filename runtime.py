@@ -1,0 +1,338 @@
+"""The running package: caches, limiter, usage, and the database thread.
+
+This is where the pure rules (``auth``) meet storage (``storage``). The HTTP
+layer (``server_routes``) reads the in-memory state directly on the request
+path and awaits the coroutines here only for management calls.
+
+All database work runs on one dedicated thread (a single-worker executor):
+Peewee's connections are per thread, SQLite has one writer anyway, and the
+event loop never waits on I/O or bcrypt.
+"""
+
+import asyncio
+import atexit
+import hashlib
+import logging
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .auth import keys as key_format
+from .auth import passwords
+from .auth.config import ConfigError, Settings, load_settings
+from .auth.policy import AccessPolicy
+from .auth.principals import KeyRecord
+from .auth.ratelimit import HourlyLimiter, window_start
+from .auth.throttle import AttemptThrottle
+from .auth.usage import UsageAggregator, summarize
+from .storage import database as db_open
+from .storage import migrations, repository
+
+log = logging.getLogger("comfyui_api_auth")
+
+DATA_DIR_NAME = "__api_auth"
+DB_FILE_NAME = "auth.db"
+
+
+class Unavailable(RuntimeError):
+    """The package cannot serve safely (bad config, database down)."""
+
+
+def default_data_dir() -> str:
+    override = os.environ.get("COMFYUI_API_AUTH_DATA_DIR")
+    if override:
+        return os.path.abspath(override)
+    import folder_paths  # ComfyUI's module; present in ComfyUI and the stand-in
+
+    if hasattr(folder_paths, "get_system_user_directory"):
+        return folder_paths.get_system_user_directory("api_auth")
+    return os.path.join(folder_paths.get_user_directory(), DATA_DIR_NAME)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class AuthRuntime:
+    def __init__(self, data_dir: str, environ=None, clock=time.time):
+        self.data_dir = data_dir
+        self.clock = clock
+        self.environ = os.environ if environ is None else environ
+        self.settings = Settings()
+        self.problem: str | None = None  # set => answer 503 and say why
+        self.ready = False
+        self.database = None
+        self.policy = AccessPolicy("enable")
+        # hot-path state, read by the middleware
+        self.keys_by_hash: dict[str, KeyRecord] = {}
+        self.keys_by_pk: dict[int, KeyRecord] = {}
+        self.sessions: dict[str, tuple] = {}  # token hash -> (kind, key pk, expires at)
+        self.limiter = HourlyLimiter()
+        self.usage = UsageAggregator()
+        self.last_used: dict[int, float] = {}
+        self.login_throttle = AttemptThrottle(10, 300)
+        self.trusted_local_possible = False
+        self.admin_password_set = False
+        self._revision = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-auth-db")
+        self._tasks: list[asyncio.Task] = []
+        self._closed = False
+
+    # ---- start and stop --------------------------------------------------------
+
+    def load_settings(self):
+        try:
+            config_path = os.path.join(self.data_dir, "config.json")
+            self.settings = load_settings(self.environ, config_path)
+        except ConfigError as error:
+            self.fail(f"bad setting {error.variable}: {error}")
+            return
+        self.policy = AccessPolicy(self.settings.mode, self.settings.public_paths)
+        self.login_throttle = AttemptThrottle(self.settings.login_attempts, self.settings.login_window)
+
+    def fail(self, reason: str):
+        self.problem = reason
+        log.error("[api-auth] refusing to serve (every request gets 503): %s", reason)
+
+    @property
+    def db_url(self) -> str:
+        return self.settings.db_url or db_open.sqlite_url(os.path.join(self.data_dir, DB_FILE_NAME))
+
+    async def run_db(self, function, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: function(self.database, *args, **kwargs))
+
+    async def start(self):
+        if self.problem or not self.settings.enabled:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._open_and_load)
+        except migrations.SchemaTooNew as error:
+            self.fail(str(error))
+            return
+        except Exception as error:  # noqa: BLE001 - any failure must fail closed
+            self.fail(f"cannot open database {db_open.describe(self.db_url)}: {type(error).__name__}: {error}")
+            return
+        self.ready = True
+        self._tasks = [
+            asyncio.ensure_future(self._every(self.settings.refresh_interval, self.refresh)),
+            asyncio.ensure_future(self._every(self.settings.flush_interval, self.flush)),
+            asyncio.ensure_future(self._every(3600, self.purge_old)),
+        ]
+        atexit.register(self.flush_sync)
+
+    def _open_and_load(self):
+        self.database = db_open.open_database(self.db_url)
+        before, after = migrations.ensure_ready(self.database)
+        if before != after:
+            log.info("[api-auth] database schema upgraded from version %s to %s", before, after)
+        self._revision = repository.current_revision(self.database)
+        for record in repository.list_keys(self.database):
+            self._remember(record)
+        now = self.clock()
+        for session in repository.session_changes(self.database, 0, now):
+            self._remember_session(session)
+        for key_pk, used in repository.rate_counts(self.database, window_start(now)).items():
+            self.limiter.seed(key_pk, window_start(now), used)
+        if self.settings.admin_password:
+            self._apply_env_password(self.settings.admin_password)
+        self.admin_password_set = repository.get_admin_password_hash(self.database) is not None
+
+    def _apply_env_password(self, password: str):
+        current = repository.get_admin_password_hash(self.database)
+        if not passwords.check_password(password, current):
+            repository.set_admin_password_hash(self.database, passwords.hash_password(password))
+            log.info("[api-auth] admin password set from COMFYUI_API_AUTH_ADMIN_PASSWORD")
+
+    async def stop(self):
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        if self.ready:
+            await self.flush()
+        self.flush_sync()
+
+    def flush_sync(self):
+        """Last flush, on the calling thread (ComfyUI's Ctrl-C skips on_shutdown)."""
+        if self._closed or not self.ready:
+            return
+        self._closed = True
+        try:
+            self._write(self._drain())
+        except Exception:  # noqa: BLE001
+            log.exception("[api-auth] final usage flush failed")
+
+    async def _every(self, seconds: float, job):
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - keep the loop alive, say what broke
+                log.warning("[api-auth] background %s failed: %s: %s", job.__name__, type(error).__name__, error)
+
+    # ---- caches ------------------------------------------------------------------
+
+    def _remember(self, record: KeyRecord):
+        old = self.keys_by_pk.get(record.pk)
+        if old is not None and old.key_hash != record.key_hash:
+            self.keys_by_hash.pop(old.key_hash, None)
+        self.keys_by_pk[record.pk] = record
+        self.keys_by_hash[record.key_hash] = record
+        if record.last_used and record.last_used > self.last_used.get(record.pk, 0.0):
+            self.last_used[record.pk] = record.last_used
+
+    def _forget(self, key_pk: int):
+        record = self.keys_by_pk.pop(key_pk, None)
+        if record is not None:
+            self.keys_by_hash.pop(record.key_hash, None)
+        for hashed, session in list(self.sessions.items()):
+            if session[1] == key_pk:
+                del self.sessions[hashed]
+
+    def _remember_session(self, session: dict):
+        if session["ended"]:
+            self.sessions.pop(session["token_hash"], None)
+        else:
+            self.sessions[session["token_hash"]] = (session["kind"], session["key_pk"], session["expires_at"])
+
+    async def refresh(self):
+        """Pick up what other processes changed since our last look."""
+        revision = self._revision
+        live, deleted, sessions, latest, password_set = await self.run_db(
+            self._changes_since, revision, self.clock())
+        self.admin_password_set = password_set
+        for record in live:
+            self._remember(record)
+        for key_pk in deleted:
+            self._forget(key_pk)
+        for session in sessions:
+            self._remember_session(session)
+        self._revision = max(self._revision, latest)
+
+    @staticmethod
+    def _changes_since(database, revision, now):
+        latest = repository.current_revision(database)
+        live, deleted = repository.key_changes(database, revision)
+        sessions = repository.session_changes(database, revision, now)
+        password_set = repository.get_admin_password_hash(database) is not None
+        return live, deleted, sessions, latest, password_set
+
+    # ---- batches -------------------------------------------------------------------
+
+    async def flush(self):
+        # Drain on the loop (where counters are written), write on the db thread.
+        batch = self._drain()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
+        except Exception:
+            self._restore(batch)  # keep the counts for the next try rather than lose them
+            raise
+
+    def _drain(self):
+        cells, last_used = self.usage.drain()
+        return cells, last_used, self.limiter.drain()
+
+    def _restore(self, batch):
+        cells, last_used, pending = batch
+        self.usage.restore(cells, last_used)
+        self.limiter.restore(pending)
+
+    def _write(self, batch):
+        cells, last_used, pending = batch
+        if cells or last_used:
+            repository.write_usage(self.database, cells, last_used)
+        if pending:
+            repository.write_rate_counts(self.database, pending)
+        self.note_flushed_last_used(last_used)
+
+    async def purge_old(self):
+        now = self.clock()
+        cutoff = int(now) // 3600 * 3600 - self.settings.usage_retention_days * 86400
+        await self.run_db(repository.purge_usage, cutoff)
+        await self.run_db(repository.purge_sessions, now)
+
+    # ---- keys ------------------------------------------------------------------------
+
+    async def create_key(self, name, rate_limit, metadata, scopes) -> tuple[KeyRecord, str]:
+        plaintext = key_format.generate_key()
+        record = await self.run_db(
+            repository.create_key, key_id=key_format.generate_key_id(),
+            key_hash=key_format.hash_key(plaintext), prefix=key_format.display_prefix(plaintext),
+            name=name, rate_limit=rate_limit, metadata=metadata, scopes=scopes, now=self.clock())
+        self._remember(record)
+        return record, plaintext
+
+    async def list_keys(self) -> list[KeyRecord]:
+        records = await self.run_db(repository.list_keys)
+        for record in records:
+            self._remember(record)
+        return records
+
+    async def get_key(self, key_id: str) -> KeyRecord | None:
+        return await self.run_db(repository.get_key, key_id)
+
+    async def update_key(self, key_id: str, changes: dict) -> KeyRecord | None:
+        record = await self.run_db(repository.update_key, key_id, changes, self.clock())
+        if record is not None:
+            self._remember(record)
+        return record
+
+    async def delete_key(self, key_id: str) -> KeyRecord | None:
+        record = await self.run_db(repository.delete_key, key_id, self.clock())
+        if record is not None:
+            self._forget(record.pk)
+            self.limiter.forget(record.pk)
+        return record
+
+    async def usage_stats(self, record: KeyRecord, days: int) -> dict:
+        now = self.clock()
+        since_hour = (int(now) // 86400 - days + 1) * 86400
+        rows = await self.run_db(repository.usage_rows, record.pk, since_hour)
+        # Counts not yet flushed are part of the truth too.
+        for (_, hour, route, method), (ok, failed, duration) in self.usage.pending_for(record.pk).items():
+            rows.append((hour, route, method, ok, failed, duration))
+        return summarize(rows, days, now)
+
+    def last_used_of(self, record: KeyRecord):
+        pending = self.usage.pending_last_used(record.pk)
+        best = max(self.last_used.get(record.pk, 0.0), record.last_used or 0.0, pending)
+        return best or None
+
+    def note_flushed_last_used(self, last_used: dict):
+        for key_pk, when in last_used.items():
+            if when > self.last_used.get(key_pk, 0.0):
+                self.last_used[key_pk] = when
+
+    # ---- sessions and the admin password ---------------------------------------------------
+
+    async def open_session(self, kind: str, key_pk: int | None, client: str) -> str:
+        token = secrets.token_urlsafe(32)  # 256 bits
+        session = await self.run_db(
+            repository.create_session, token_hash=token_hash(token), kind=kind, key_pk=key_pk,
+            client=client, now=self.clock(), ttl=self.settings.session_ttl)
+        self._remember_session(session)
+        return token
+
+    async def end_session(self, token: str):
+        hashed = token_hash(token)
+        self.sessions.pop(hashed, None)
+        await self.run_db(repository.end_session, hashed, self.clock())
+
+    async def check_admin_password(self, password: str) -> bool:
+        stored = await self.run_db(repository.get_admin_password_hash)
+        loop = asyncio.get_running_loop()
+        # bcrypt takes ~0.2 s: on a worker thread, not the loop, not the db thread.
+        return await loop.run_in_executor(None, passwords.check_password, password, stored)
+
+    async def admin_password_is_set(self) -> bool:
+        return await self.run_db(repository.get_admin_password_hash) is not None
+
+    async def set_admin_password(self, password: str):
+        loop = asyncio.get_running_loop()
+        hashed = await loop.run_in_executor(None, passwords.hash_password, password)
+        await self.run_db(repository.set_admin_password_hash, hashed)
+        self.admin_password_set = True

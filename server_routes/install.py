@@ -1,0 +1,67 @@
+"""Wire the package into ComfyUI's ``PromptServer``.
+
+Routes go on ``PromptServer.instance.routes`` at import time, so ComfyUI's
+``add_routes`` gives each its ``/api`` twin. The middleware goes in at index
+0 (outermost) now, and is moved back to index 0 in ``on_startup``, after
+every other package has loaded and may have inserted its own.
+"""
+
+import ipaddress
+import logging
+
+from ..runtime import AuthRuntime, default_data_dir
+from .auth_api import AuthApi
+from .keys_api import KeysApi
+from .middleware import create_middleware
+
+log = logging.getLogger("comfyui_api_auth")
+
+
+def listen_addresses():
+    """ComfyUI's ``--listen`` addresses (comma-separated; default loopback)."""
+    try:
+        from comfy.cli_args import args
+    except ImportError:
+        return ["127.0.0.1"]
+    return [part.strip() for part in (getattr(args, "listen", None) or "127.0.0.1").split(",") if part.strip()]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
+    runtime = AuthRuntime(data_dir or default_data_dir())
+    runtime.load_settings()
+    if runtime.problem is None and not runtime.settings.enabled:
+        log.info("[api-auth] COMFYUI_API_AUTH=off: the API key package is loaded and does nothing")
+        return runtime
+    KeysApi(runtime).register(prompt_server.routes)
+    AuthApi(runtime).register(prompt_server.routes)
+    middleware = create_middleware(runtime)
+    app = prompt_server.app
+    app.middlewares.insert(0, middleware)
+
+    async def on_startup(app):
+        if middleware in app.middlewares:
+            app.middlewares.remove(middleware)
+        app.middlewares.insert(0, middleware)
+        addresses = listen_addresses()
+        runtime.trusted_local_possible = (runtime.settings.trust_localhost
+                                          and all(_is_loopback(address) for address in addresses))
+        await runtime.start()
+        if runtime.ready:
+            log.info("[api-auth] mode %s; %d keys; local requests are %s", runtime.settings.mode,
+                     len(runtime.keys_by_pk), "admin" if runtime.trusted_local_possible else "not trusted")
+
+    async def on_shutdown(app):
+        await runtime.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return runtime

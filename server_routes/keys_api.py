@@ -1,0 +1,118 @@
+"""The key API: create, list, read, update, delete, and the caller's usage.
+
+Admin-only routes are guarded by the access policy in the middleware; the
+handlers here only parse, delegate and format.
+"""
+
+import time
+
+from aiohttp import web
+
+from ..auth import validation
+from ..auth.principals import KeyRecord
+from .middleware import current_principal
+from .responses import BodyError, error, invalid, read_json
+
+CREATED_MESSAGE = "API key created. Save this key - it will not be shown again."
+
+
+def key_json(runtime, record: KeyRecord) -> dict:
+    now = time.time()
+    return {
+        "key_id": record.key_id,
+        "name": record.name,
+        "prefix": record.prefix,
+        "created_at": record.created_at,
+        "last_used": runtime.last_used_of(record),
+        "rate_limit": record.rate_limit,
+        "is_active": record.is_active,
+        "metadata": record.metadata,
+        "scopes": list(record.scopes),
+        "requests_this_hour": runtime.limiter.used(record.pk, now),
+    }
+
+
+def _not_found(key_id: str):
+    return error(404, "KEY_NOT_FOUND", f"no key with key_id '{key_id[:64]}'")
+
+
+class KeysApi:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    async def _body(self, request):
+        return await read_json(request, self.runtime.settings.max_body_bytes)
+
+    async def create(self, request):
+        try:
+            fields = validation.parse_create(await self._body(request))
+        except BodyError as exc:
+            return exc.response
+        except validation.InvalidInput as exc:
+            return invalid(exc)
+        record, plaintext = await self.runtime.create_key(**fields)
+        body = key_json(self.runtime, record)
+        body.update(api_key=plaintext, message=CREATED_MESSAGE)
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+    async def list(self, request):
+        records = await self.runtime.list_keys()
+        return web.json_response({"keys": [key_json(self.runtime, record) for record in records]})
+
+    async def read(self, request):
+        key_id = request.match_info["key_id"]
+        try:
+            days = validation.parse_days(request.query.get("days"))
+        except validation.InvalidInput as exc:
+            return invalid(exc)
+        record = await self.runtime.get_key(key_id)
+        if record is None:
+            return _not_found(key_id)
+        body = key_json(self.runtime, record)
+        body["usage_stats"] = await self.runtime.usage_stats(record, days)
+        return web.json_response(body)
+
+    async def update(self, request):
+        key_id = request.match_info["key_id"]
+        try:
+            changes = validation.parse_update(await self._body(request))
+        except BodyError as exc:
+            return exc.response
+        except validation.InvalidInput as exc:
+            return invalid(exc)
+        record = await self.runtime.update_key(key_id, changes)
+        if record is None:
+            return _not_found(key_id)
+        body = key_json(self.runtime, record)
+        body["message"] = "API key updated."
+        return web.json_response(body)
+
+    async def delete(self, request):
+        key_id = request.match_info["key_id"]
+        record = await self.runtime.delete_key(key_id)
+        if record is None:
+            return _not_found(key_id)
+        return web.json_response({"key_id": key_id, "message": "API key deleted; it no longer works."})
+
+    async def usage(self, request):
+        principal = current_principal.get()
+        try:
+            days = validation.parse_days(request.query.get("days"))
+        except validation.InvalidInput as exc:
+            return invalid(exc)
+        record = principal.key
+        return web.json_response({
+            "key_id": record.key_id,
+            "key_name": record.name,
+            "rate_limit": record.rate_limit,
+            "requests_this_hour": self.runtime.limiter.used(record.pk, time.time()),
+            "usage_stats": await self.runtime.usage_stats(record, days),
+        })
+
+    def register(self, routes):
+        routes.post("/keys")(self.create)
+        routes.get("/keys")(self.list)
+        routes.get("/keys/{key_id}")(self.read)
+        routes.patch("/keys/{key_id}")(self.update)
+        routes.delete("/keys/{key_id}")(self.delete)
+        routes.get("/usage")(self.usage)

@@ -1,0 +1,59 @@
+"""JSON answers and request-body reading shared by the routes."""
+
+import json
+
+from aiohttp import web
+
+from ..auth.validation import InvalidInput
+
+JSON_TYPES = ("application/json",)
+
+
+def error(status: int, code: str, message: str, headers=None, **extra) -> web.Response:
+    body = {"error": message, "error_code": code}
+    body.update(extra)
+    return web.json_response(body, status=status, headers=headers)
+
+
+def invalid(exc: InvalidInput) -> web.Response:
+    extra = {"field": exc.field} if exc.field else {}
+    return error(400, exc.code, str(exc), **extra)
+
+
+class BodyError(Exception):
+    def __init__(self, response: web.Response):
+        super().__init__(response.status)
+        self.response = response
+
+
+def _no_duplicates(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise InvalidInput(key, f"field '{key}' appears twice", "DUPLICATE_FIELD")
+        seen[key] = value
+    return seen
+
+
+def _no_constants(name):
+    raise InvalidInput(None, f"'{name}' is not valid JSON", "INVALID_JSON")
+
+
+async def read_json(request: web.Request, limit: int):
+    """The JSON body, or BodyError carrying the 4xx answer. Bounded in size."""
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.split(";", 1)[0].strip().lower() not in JSON_TYPES:
+        raise BodyError(error(415, "UNSUPPORTED_MEDIA_TYPE",
+                              "send the body as JSON with 'Content-Type: application/json'"))
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyError(error(413, "BODY_TOO_LARGE", f"request body must be at most {limit} bytes"))
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise BodyError(error(413, "BODY_TOO_LARGE", f"request body must be at most {limit} bytes"))
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except InvalidInput as exc:
+        raise BodyError(invalid(exc)) from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BodyError(error(400, "INVALID_JSON", "request body is not valid JSON")) from None

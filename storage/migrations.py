@@ -1,0 +1,69 @@
+"""Versioned schema. Each step runs once, in order, inside a transaction.
+
+A database written by a newer version of the package stops the package with
+:class:`SchemaTooNew` rather than being used (and perhaps damaged) by code
+that does not know its tables.
+"""
+
+import peewee
+
+from .models import ALL_MODELS, ApiKey, Meta, RateWindow, Session, UsageHourly
+
+SCHEMA_VERSION_NAME = "schema_version"
+ADVISORY_LOCK_ID = 0x41504B59  # "APKY": serialises migrations across processes
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
+def _create_v1(database):
+    database.create_tables([Meta, ApiKey, Session, UsageHourly, RateWindow])
+    Meta.insert(name="revision", number=0).on_conflict_ignore().execute()
+
+
+MIGRATIONS = [
+    (1, _create_v1),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(database) -> int:
+    if not database.table_exists(Meta._meta.table_name):
+        return 0
+    row = Meta.get_or_none(Meta.name == SCHEMA_VERSION_NAME)
+    return row.number if row else 0
+
+
+def _transaction(database):
+    if isinstance(database, peewee.SqliteDatabase):
+        # IMMEDIATE takes the write lock up front, so two processes starting
+        # together do not both decide to run the same step.
+        return database.atomic("IMMEDIATE")
+    return database.atomic()
+
+
+def migrate(database) -> tuple[int, int]:
+    """Bring the schema up to date. Returns (version before, version after)."""
+    with _transaction(database):
+        if isinstance(database, peewee.PostgresqlDatabase):
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_ID,))
+        before = current_version(database)
+        if before > LATEST:
+            raise SchemaTooNew(
+                f"the database schema is version {before}, but this version of the "
+                f"package knows only up to {LATEST}; upgrade the package or point "
+                "COMFYUI_API_AUTH_DB at another database")
+        for version, step in MIGRATIONS:
+            if version > before:
+                step(database)
+        if before < LATEST:
+            (Meta.insert(name=SCHEMA_VERSION_NAME, number=LATEST)
+             .on_conflict(conflict_target=[Meta.name], update={Meta.number: LATEST})
+             .execute())
+    return before, LATEST
+
+
+def ensure_ready(database):
+    database.bind(ALL_MODELS)
+    return migrate(database)

@@ -1,0 +1,220 @@
+"""Reading and writing keys, sessions, usage and rate windows.
+
+Every function is synchronous and short; the runtime calls them on its
+single database thread. Writes that others must see (keys, sessions) bump
+one shared revision number in the same transaction, so every process can
+pick up exactly what changed since its last look.
+"""
+
+import json
+
+import peewee
+
+from ..auth.principals import KeyRecord
+from .models import ApiKey, Meta, RateWindow, Session, UsageHourly
+
+ADMIN_PASSWORD_NAME = "admin_password_hash"
+
+
+def _next_revision() -> int:
+    # UPDATE takes the row lock, so revisions commit in the order they are
+    # handed out (PostgreSQL) or under SQLite's single writer.
+    Meta.update(number=Meta.number + 1).where(Meta.name == "revision").execute()
+    return Meta.get(Meta.name == "revision").number
+
+
+def _write_transaction(database):
+    if isinstance(database, peewee.SqliteDatabase):
+        return database.atomic("IMMEDIATE")
+    return database.atomic()
+
+
+def to_record(row: ApiKey) -> KeyRecord:
+    return KeyRecord(
+        pk=row.id,
+        key_id=row.key_id,
+        key_hash=row.key_hash,
+        name=row.name,
+        prefix=row.prefix,
+        rate_limit=row.rate_limit,
+        is_active=bool(row.is_active),
+        metadata=json.loads(row.metadata or "{}"),
+        scopes=tuple(scope for scope in (row.scopes or "").split(",") if scope),
+        created_at=row.created_at,
+        last_used=row.last_used,
+    )
+
+
+# ---- keys -------------------------------------------------------------------
+
+def create_key(database, *, key_id, key_hash, prefix, name, rate_limit, metadata, scopes, now) -> KeyRecord:
+    with _write_transaction(database):
+        row = ApiKey.create(
+            key_id=key_id, key_hash=key_hash, prefix=prefix, name=name,
+            rate_limit=rate_limit, is_active=True,
+            metadata=json.dumps(metadata, ensure_ascii=False),
+            scopes=",".join(scopes), created_at=now, updated_at=now,
+            revision=_next_revision())
+    return to_record(row)
+
+
+def _live_key(key_id: str):
+    return ApiKey.get_or_none((ApiKey.key_id == key_id) & ApiKey.deleted_at.is_null())
+
+
+def get_key(database, key_id: str) -> KeyRecord | None:
+    row = _live_key(key_id)
+    return to_record(row) if row else None
+
+
+def list_keys(database) -> list[KeyRecord]:
+    query = ApiKey.select().where(ApiKey.deleted_at.is_null()).order_by(ApiKey.created_at, ApiKey.id)
+    return [to_record(row) for row in query]
+
+
+def update_key(database, key_id: str, changes: dict, now: float) -> KeyRecord | None:
+    columns = {}
+    for field_name, value in changes.items():
+        if field_name == "metadata":
+            value = json.dumps(value, ensure_ascii=False)
+        elif field_name == "scopes":
+            value = ",".join(value)
+        columns[getattr(ApiKey, field_name)] = value
+    with _write_transaction(database):
+        row = _live_key(key_id)
+        if row is None:
+            return None
+        columns[ApiKey.updated_at] = now
+        columns[ApiKey.revision] = _next_revision()
+        ApiKey.update(columns).where(ApiKey.id == row.id).execute()
+        row = ApiKey.get_by_id(row.id)
+    return to_record(row)
+
+
+def delete_key(database, key_id: str, now: float) -> KeyRecord | None:
+    """Revoke for good. The row stays as a tombstone so usage keeps its owner
+    and other processes learn of the deletion from the revision feed."""
+    with _write_transaction(database):
+        row = _live_key(key_id)
+        if row is None:
+            return None
+        ApiKey.update(is_active=False, deleted_at=now, updated_at=now,
+                      revision=_next_revision()).where(ApiKey.id == row.id).execute()
+        # Sessions opened with the key end with it.
+        Session.update(ended_at=now, revision=_next_revision()).where(
+            (Session.key_pk == row.id) & Session.ended_at.is_null()).execute()
+    return to_record(row)
+
+
+def current_revision(database) -> int:
+    return Meta.get(Meta.name == "revision").number
+
+
+def key_changes(database, since_revision: int):
+    """Keys changed after a revision: (live records, deleted pks)."""
+    live, deleted = [], []
+    for row in ApiKey.select().where(ApiKey.revision > since_revision):
+        if row.deleted_at is None:
+            live.append(to_record(row))
+        else:
+            deleted.append(row.id)
+    return live, deleted
+
+
+# ---- sessions -----------------------------------------------------------------
+
+def create_session(database, *, token_hash, kind, key_pk, client, now, ttl) -> dict:
+    with _write_transaction(database):
+        row = Session.create(token_hash=token_hash, kind=kind, key_pk=key_pk, client=client[:64],
+                             created_at=now, expires_at=now + ttl, revision=_next_revision())
+    return session_dict(row)
+
+
+def end_session(database, token_hash: str, now: float) -> bool:
+    with _write_transaction(database):
+        count = Session.update(ended_at=now, revision=_next_revision()).where(
+            (Session.token_hash == token_hash) & Session.ended_at.is_null()).execute()
+    return bool(count)
+
+
+def session_dict(row: Session) -> dict:
+    return {"token_hash": row.token_hash, "kind": row.kind, "key_pk": row.key_pk,
+            "expires_at": row.expires_at, "ended": row.ended_at is not None}
+
+
+def session_changes(database, since_revision: int, now: float) -> list[dict]:
+    query = Session.select().where((Session.revision > since_revision) & (Session.expires_at > now))
+    return [session_dict(row) for row in query]
+
+
+def purge_sessions(database, now: float) -> int:
+    return Session.delete().where((Session.expires_at <= now) | (Session.ended_at < now - 86400)).execute()
+
+
+# ---- admin password ---------------------------------------------------------------
+
+def get_admin_password_hash(database) -> bytes | None:
+    row = Meta.get_or_none(Meta.name == ADMIN_PASSWORD_NAME)
+    return row.text.encode("ascii") if row and row.text else None
+
+
+def set_admin_password_hash(database, password_hash: bytes):
+    with _write_transaction(database):
+        (Meta.insert(name=ADMIN_PASSWORD_NAME, text=password_hash.decode("ascii"))
+         .on_conflict(conflict_target=[Meta.name], update={Meta.text: password_hash.decode("ascii")})
+         .execute())
+        _next_revision()
+
+
+# ---- usage and rate windows -----------------------------------------------------------
+
+def write_usage(database, cells: dict, last_used: dict):
+    """Add a batch of counters; one transaction, one upsert per cell."""
+    with _write_transaction(database):
+        for (key_pk, hour, route, method), (ok, failed, duration) in cells.items():
+            (UsageHourly.insert(key_pk=key_pk, hour=hour, route=route[:200], method=method[:16],
+                                successful=ok, failed=failed, duration=duration)
+             .on_conflict(
+                 conflict_target=[UsageHourly.key_pk, UsageHourly.hour, UsageHourly.route, UsageHourly.method],
+                 update={UsageHourly.successful: UsageHourly.successful + ok,
+                         UsageHourly.failed: UsageHourly.failed + failed,
+                         UsageHourly.duration: UsageHourly.duration + duration})
+             .execute())
+        for key_pk, when in last_used.items():
+            # Only forward: never let a late batch move last_used back.
+            ApiKey.update(last_used=when).where(
+                (ApiKey.id == key_pk) & (ApiKey.last_used.is_null() | (ApiKey.last_used < when))).execute()
+
+
+def write_rate_counts(database, pending: dict):
+    with _write_transaction(database):
+        for (key_pk, window), delta in pending.items():
+            (RateWindow.insert(key_pk=key_pk, window=window, used=delta)
+             .on_conflict(conflict_target=[RateWindow.key_pk, RateWindow.window],
+                          update={RateWindow.used: RateWindow.used + delta})
+             .execute())
+
+
+def rate_counts(database, window: int) -> dict:
+    return {row.key_pk: row.used for row in RateWindow.select().where(RateWindow.window == window)}
+
+
+def usage_rows(database, key_pk: int, since_hour: int) -> list[tuple]:
+    query = (UsageHourly
+             .select(UsageHourly.hour, UsageHourly.route, UsageHourly.method,
+                     UsageHourly.successful, UsageHourly.failed, UsageHourly.duration)
+             .where((UsageHourly.key_pk == key_pk) & (UsageHourly.hour >= since_hour))
+             .tuples())
+    return list(query)
+
+
+def last_used_of(database, key_pk: int):
+    row = ApiKey.select(ApiKey.last_used).where(ApiKey.id == key_pk).first()
+    return row.last_used if row else None
+
+
+def purge_usage(database, before_hour: int) -> int:
+    with _write_transaction(database):
+        removed = UsageHourly.delete().where(UsageHourly.hour < before_hour).execute()
+        RateWindow.delete().where(RateWindow.window < before_hour).execute()
+    return removed
