@@ -85,7 +85,7 @@ def validate_scopes(value) -> list:
         raise InvalidInput("scopes", "'scopes' must be a list of strings")
     unknown = [item for item in value if item not in KNOWN_SCOPES]
     if unknown:
-        raise InvalidInput("scopes", f"unknown scope '{unknown[0]}'; known: {', '.join(KNOWN_SCOPES)}")
+        raise InvalidInput("scopes", f"'scopes' has an unknown scope '{unknown[0]}'; known: {', '.join(KNOWN_SCOPES)}")
     return sorted(set(value))
 
 

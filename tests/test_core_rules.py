@@ -1,0 +1,230 @@
+"""The pure rules, without a server: key format, validation, policy, limits, usage."""
+
+import pytest
+
+from conftest import package_module
+
+keys = package_module("auth.keys")
+validation = package_module("auth.validation")
+policy = package_module("auth.policy")
+principals = package_module("auth.principals")
+ratelimit = package_module("auth.ratelimit")
+usage = package_module("auth.usage")
+config = package_module("auth.config")
+throttle = package_module("auth.throttle")
+
+
+# ---- key format -----------------------------------------------------------------
+
+def test_generated_keys_are_well_formed_and_unique():
+    generated = {keys.generate_key() for _ in range(500)}
+    assert len(generated) == 500
+    for key in generated:
+        assert key.startswith("comfy_") and len(key) == keys.KEY_LENGTH
+        assert keys.is_well_formed(key)
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda k: k[:-1] + ("A" if k[-1] != "A" else "B"),       # checksum off by one char
+    lambda k: k[:10] + ("x" if k[10] != "x" else "y") + k[11:],  # body changed, checksum stale
+    lambda k: "ghp_" + k[6:],                                 # another vendor's prefix
+    lambda k: k + "0",                                        # too long
+    lambda k: k[:-2],                                         # too short
+    lambda k: k[:-1] + "-",                                   # outside base62
+    lambda k: "",
+])
+def test_mangled_keys_fail_the_offline_check(mangle):
+    assert not keys.is_well_formed(mangle(keys.generate_key()))
+
+
+def test_hash_is_sha256_hex_of_the_whole_key():
+    import hashlib
+    key = keys.generate_key()
+    assert keys.hash_key(key) == hashlib.sha256(key.encode()).hexdigest()
+    assert keys.display_prefix(key) == key[:10]
+
+
+# ---- validation -------------------------------------------------------------------
+
+def test_create_defaults_and_trimming():
+    parsed = validation.parse_create({"name": "  My API Key  "})
+    assert parsed == {"name": "My API Key", "rate_limit": 100, "metadata": {}, "scopes": []}
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "name"),
+    ({"name": ""}, "name"),
+    ({"name": "   "}, "name"),
+    ({"name": "x" * 101}, "name"),
+    ({"name": 5}, "name"),
+    ({"name": "a\x00b"}, "name"),
+    ({"name": "a\nb"}, "name"),
+    ({"name": "ok", "rate_limit": True}, "rate_limit"),
+    ({"name": "ok", "rate_limit": "100"}, "rate_limit"),
+    ({"name": "ok", "rate_limit": 1.5}, "rate_limit"),
+    ({"name": "ok", "rate_limit": None}, "rate_limit"),
+    ({"name": "ok", "rate_limit": -1}, "rate_limit"),
+    ({"name": "ok", "rate_limit": 1_000_000_001}, "rate_limit"),
+    ({"name": "ok", "metadata": []}, "metadata"),
+    ({"name": "ok", "metadata": "x"}, "metadata"),
+    ({"name": "ok", "metadata": {"a": "x" * 17000}}, "metadata"),
+    ({"name": "ok", "metadata": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}}, "metadata"),
+    ({"name": "ok", "scopes": "admin"}, "scopes"),
+    ({"name": "ok", "scopes": ["root"]}, "scopes"),
+    ({"name": "ok", "api_key": "comfy_x"}, "api_key"),
+    ({"name": "ok", "is_admin": True}, "is_admin"),
+])
+def test_create_refuses_bad_fields_naming_them(body, field):
+    with pytest.raises(validation.InvalidInput) as caught:
+        validation.parse_create(body)
+    assert caught.value.field == field
+
+
+def test_rate_limit_bounds_are_inclusive():
+    assert validation.parse_create({"name": "a", "rate_limit": 0})["rate_limit"] == 0
+    assert validation.parse_create({"name": "a", "rate_limit": 10**9})["rate_limit"] == 10**9
+
+
+def test_update_treats_null_as_unchanged_and_checks_is_active():
+    assert validation.parse_update({"name": None, "rate_limit": 5}) == {"rate_limit": 5}
+    with pytest.raises(validation.InvalidInput):
+        validation.parse_update({"is_active": "false"})
+    with pytest.raises(validation.InvalidInput):
+        validation.parse_update([])
+
+
+@pytest.mark.parametrize("text", ["0", "367", "-1", "1.5", "abc", "", "３", "99999"])
+def test_days_outside_1_to_366_are_refused(text):
+    with pytest.raises(validation.InvalidInput):
+        validation.parse_days(text)
+
+
+# ---- access policy ----------------------------------------------------------------------
+
+KEY = principals.KeyRecord(pk=1, key_id="k", key_hash="h", name="n", prefix="comfy_abcd",
+                           rate_limit=10, is_active=True)
+ADMIN_KEY = principals.KeyRecord(pk=2, key_id="a", key_hash="h2", name="n", prefix="comfy_abcd",
+                                 rate_limit=10, is_active=True, scopes=("admin",))
+
+
+@pytest.mark.parametrize("template", ["/keys", "/api/keys", "/keys/{key_id}", "/api/keys/{key_id}"])
+@pytest.mark.parametrize("mode", ["enable", "require"])
+def test_key_management_is_admin_only_in_every_mode(template, mode):
+    rules = policy.AccessPolicy(mode)
+    route_class = rules.classify(template, "POST")
+    assert rules.decide(principals.ANONYMOUS, route_class) == policy.UNAUTHENTICATED
+    assert rules.decide(principals.for_key(KEY, "header"), route_class) == policy.FORBIDDEN
+    assert rules.decide(principals.for_key(ADMIN_KEY, "header"), route_class) == policy.ALLOW
+    assert rules.decide(principals.LOCAL_ADMIN, route_class) == policy.ALLOW
+
+
+@pytest.mark.parametrize("template", [None, "", "/prompt", "/api/prompt", "/internal", "/ws", "/extensions/x"])
+def test_unclassified_routes_need_a_principal_only_in_require(template):
+    assert policy.AccessPolicy("enable").decide(
+        principals.ANONYMOUS, policy.AccessPolicy("enable").classify(template, "GET")) == policy.ALLOW
+    strict = policy.AccessPolicy("require")
+    assert strict.decide(principals.ANONYMOUS, strict.classify(template, "GET")) == policy.UNAUTHENTICATED
+    assert strict.decide(principals.for_key(KEY, "header"), strict.classify(template, "GET")) == policy.ALLOW
+
+
+def test_public_paths_are_exact_and_cannot_open_admin_routes():
+    rules = policy.AccessPolicy("require", extra_public_paths=("/system_stats", "/keys"))
+    assert rules.decide(principals.ANONYMOUS, rules.classify("/api/system_stats", "GET")) == policy.ALLOW
+    assert rules.decide(principals.ANONYMOUS, rules.classify("/system_stats", "POST")) == policy.UNAUTHENTICATED
+    assert rules.decide(principals.ANONYMOUS, rules.classify("/system_stats/x", "GET")) == policy.UNAUTHENTICATED
+    assert rules.decide(principals.ANONYMOUS, rules.classify("/keys", "GET")) == policy.UNAUTHENTICATED
+
+
+def test_usage_needs_a_key_not_just_any_principal():
+    rules = policy.AccessPolicy("enable")
+    route_class = rules.classify("/api/usage", "GET")
+    assert rules.decide(principals.LOCAL_ADMIN, route_class) == policy.NEED_KEY
+    assert rules.decide(principals.for_key(KEY, "header"), route_class) == policy.ALLOW
+
+
+# ---- rate limiter (injectable clock: window rollover is tested, unlike the fork) ----------------
+
+def test_limiter_admits_exactly_the_limit_then_resets_at_the_next_hour():
+    limiter = ratelimit.HourlyLimiter()
+    start = 1_700_000_000
+    hour_end = ratelimit.window_start(start) + 3600
+    results = [limiter.hit(7, 3, start + i) for i in range(5)]
+    assert [allowed for allowed, _, _ in results] == [True, True, True, False, False]
+    assert [remaining for _, remaining, _ in results] == [2, 1, 0, 0, 0]
+    assert {reset for _, _, reset in results} == {hour_end}
+    assert limiter.hit(7, 3, hour_end)[0] is True  # next window
+    assert limiter.used(7, hour_end) == 1
+
+
+def test_limit_zero_admits_nothing_and_a_raised_limit_applies_at_once():
+    limiter = ratelimit.HourlyLimiter()
+    assert limiter.hit(1, 0, 100)[0] is False
+    assert limiter.hit(1, 1, 100)[0] is True
+    assert limiter.hit(1, 1, 100)[0] is False
+    assert limiter.hit(1, 5, 100)[0] is True
+
+
+def test_limiter_pending_counts_drain_and_seed():
+    limiter = ratelimit.HourlyLimiter()
+    for _ in range(4):
+        limiter.hit(1, 10, 7200)
+    assert limiter.drain() == {(1, 7200): 4}
+    assert limiter.drain() == {}
+    fresh = ratelimit.HourlyLimiter()
+    fresh.seed(1, 7200, 4)
+    assert fresh.hit(1, 5, 7300) == (True, 0, 10800)
+    assert fresh.hit(1, 5, 7300)[0] is False
+
+
+# ---- usage aggregation ---------------------------------------------------------------------
+
+def test_usage_cells_sum_by_hour_route_method_and_report_per_day():
+    aggregator = usage.UsageAggregator()
+    day = 86400 * 20000
+    aggregator.record(1, "/prompt", "POST", True, 0.01, day + 10)
+    aggregator.record(1, "/prompt", "POST", False, 0.01, day + 20)
+    aggregator.record(1, "/queue", "GET", True, 0.01, day + 3700)
+    cells, last_used = aggregator.drain()
+    assert cells[(1, day, "/prompt", "POST")][:2] == [1, 1]
+    assert last_used == {1: day + 3700}
+    rows = [(hour, route, method, ok, failed, duration) for (_, hour, route, method), (ok, failed, duration) in cells.items()]
+    stats = usage.summarize(rows, 30, day + 4000)
+    assert stats["total_requests"] == 3
+    assert stats["successful_requests"] == 2 and stats["failed_requests"] == 1
+    assert list(stats["requests_per_day"].values()) == [3]
+    assert stats["endpoints"][0] == {"method": "POST", "route": "/prompt", "requests": 2, "successful": 1, "failed": 1}
+
+
+# ---- configuration ------------------------------------------------------------------------------
+
+def test_environment_overrides_the_config_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"mode": "require", "public_paths": ["/system_stats"]}')
+    settings = config.load_settings({}, str(path))
+    assert settings.mode == "require" and settings.public_paths == ("/system_stats",)
+    assert settings.trust_localhost is False
+    settings = config.load_settings({"COMFYUI_API_AUTH": "enable"}, str(path))
+    assert settings.mode == "enable" and settings.trust_localhost is True
+
+
+@pytest.mark.parametrize("environ, variable", [
+    ({"COMFYUI_API_AUTH": "yes"}, "COMFYUI_API_AUTH"),
+    ({"COMFYUI_API_AUTH_TRUST_LOCALHOST": "maybe"}, "COMFYUI_API_AUTH_TRUST_LOCALHOST"),
+    ({"COMFYUI_API_AUTH_SESSION_TTL": "5"}, "COMFYUI_API_AUTH_SESSION_TTL"),
+    ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "*.js"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
+])
+def test_bad_settings_name_the_variable(environ, variable):
+    with pytest.raises(config.ConfigError) as caught:
+        config.load_settings(environ, None)
+    assert caught.value.variable == variable
+
+
+def test_login_throttle_is_bounded_in_memory():
+    guard = throttle.AttemptThrottle(attempts=3, window=60, max_clients=100)
+    for i in range(1000):
+        guard.failed(f"10.0.{i // 256}.{i % 256}", 0)
+    assert len(guard) == 100
+    for _ in range(3):
+        guard.failed("1.2.3.4", 10)
+    assert guard.retry_after("1.2.3.4", 11) > 0
+    assert guard.retry_after("1.2.3.4", 80) == 0
