@@ -1,0 +1,92 @@
+"""Sign-in in a real headless Chromium, require mode, on the ComfyUI stand-in:
+redirect to /login, wrong then right password, the UI loads with its
+settings and WebSocket and no reload loop, sign-out ends the session."""
+
+import os
+
+import pytest
+
+from conftest import REPO
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
+PASSWORD = "correct horse battery staple"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is required in CI (.ci/run installs it)")
+        pytest.skip("no /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def shot(page, name):
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, name))
+
+
+def test_sign_in_with_password_then_the_ui_works_without_a_reload_loop(browser, make_host):
+    host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD})
+    context = browser.new_context(viewport={"width": 1100, "height": 700}, color_scheme="dark")
+    page = context.new_page()
+    page.goto(host.base + "/")
+    assert page.url == host.base + "/login?next=/"
+    shot(page, "login-page.png")
+
+    page.fill("#secret", "wrong password")
+    page.click("#submit")
+    page.wait_for_selector("#message:has-text('wrong password or API key')")
+
+    navigations, sockets, statuses = [], [], {}
+    page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    page.on("response", lambda response: statuses.setdefault(response.url.split("?")[0], response.status))
+    page.fill("#secret", PASSWORD)
+    page.click("#submit")
+    page.wait_for_url(host.base + "/")
+    page.wait_for_timeout(2500)  # a reload loop would show up as more navigations
+    shot(page, "after-sign-in.png")
+    assert navigations == [host.base + "/"], navigations
+    assert statuses.get(host.base + "/api/settings") == 200
+    assert any("/ws" in url for url in sockets), sockets
+    assert not [url for url, status in statuses.items() if status in (401, 403)], statuses
+
+    cookie = [c for c in context.cookies() if c["name"] == "comfyui_api_auth"][0]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert page.evaluate("document.cookie").find("comfyui_api_auth") == -1  # not readable by scripts
+
+    signed_out = page.evaluate("fetch('/api/auth/logout', {method: 'POST'}).then(r => r.status)")
+    assert signed_out == 200
+    page.goto(host.base + "/")
+    assert page.url.startswith(host.base + "/login")
+    context.close()
+
+
+def test_sign_in_with_an_api_key_and_next_is_kept_on_this_server(browser, make_host):
+    host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD})
+    import requests
+    admin = requests.Session()
+    admin.post(host.url("/api/auth/login"), json={"password": PASSWORD})
+    key = admin.post(host.url("/api/keys"), json={"name": "browser key", "rate_limit": 10000}).json()
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(host.base + "/login?next=//evil.example/")
+    page.click("#tab-key")
+    page.fill("#secret", key["api_key"])
+    page.click("#submit")
+    page.wait_for_url(host.base + "/")  # an off-site "next" is ignored
+    status = page.evaluate("fetch('/api/auth/status').then(r => r.json())")
+    assert status["principal"]["kind"] == "key" and status["principal"]["key_id"] == key["key_id"]
+    assert page.evaluate("fetch('/api/keys').then(r => r.status)") == 403
+    context.close()
