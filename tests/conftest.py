@@ -68,12 +68,13 @@ class Host:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI_API_AUTH")}
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
-        for folder in ("user", "output", "input"):
+        for folder in ("user", "output", "input", "temp"):
             os.makedirs(os.path.join(self.workdir, folder), exist_ok=True)
         command = [sys.executable, os.path.join(HOST_DIR, "main.py"), "--listen", self.listen,
                    "--port", str(self.port), "--user-directory", self.user_dir,
                    "--output-directory", os.path.join(self.workdir, "output"),
                    "--input-directory", os.path.join(self.workdir, "input"),
+                   "--temp-directory", os.path.join(self.workdir, "temp"),
                    "--custom-node", REPO, *self.extra_args]
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
