@@ -10,7 +10,7 @@ from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
 WEB_DIRECTORY = "./web"
 
-runtime = None
+auth_runtime = None  # not "runtime": that name is the submodule
 
 try:
     from server import PromptServer
@@ -20,7 +20,7 @@ except ImportError:  # imported outside ComfyUI (command line, unit tests)
 if PromptServer is not None and getattr(PromptServer, "instance", None) is not None:
     from .server_routes.install import install
 
-    runtime = install(PromptServer.instance)
+    auth_runtime = install(PromptServer.instance)
 else:
     logging.getLogger("comfyui_api_auth").debug("no PromptServer: routes not installed")
 

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .auth import keys as key_format
 from .auth import passwords
 from .auth.config import ConfigError, Settings, load_settings
+from .auth.jobs import INTERRUPTED, JobTracker, outcome_from_history, summarize_jobs
 from .auth.policy import AccessPolicy
 from .auth.principals import KeyRecord
 from .auth.ratelimit import HourlyLimiter, window_start
@@ -32,6 +33,7 @@ from .storage import migrations, repository
 log = logging.getLogger("comfyui_api_auth")
 
 DATA_DIR_NAME = "__api_auth"
+ACTIVE = None  # the runtime installed into ComfyUI, for the nodes
 DB_FILE_NAME = "auth.db"
 
 
@@ -69,6 +71,11 @@ class AuthRuntime:
         self.keys_by_pk: dict[int, KeyRecord] = {}
         self.sessions: dict[str, tuple] = {}  # token hash -> (kind, key pk, expires at)
         self.limiter = HourlyLimiter()
+        self.prompt_limiter = HourlyLimiter()  # queued workflows per hour, per key
+        self.jobs = JobTracker()
+        self.prompt_queue = lambda: None  # set by install: ComfyUI's PromptQueue, once it exists
+        self._job_misses: dict[str, int] = {}
+        self._audit: list[dict] = []
         self.usage = UsageAggregator()
         self.last_used: dict[int, float] = {}
         self.login_throttle = AttemptThrottle(10, 300)
@@ -120,6 +127,7 @@ class AuthRuntime:
             asyncio.ensure_future(self._every(self.settings.refresh_interval, self.refresh)),
             asyncio.ensure_future(self._every(self.settings.flush_interval, self.flush)),
             asyncio.ensure_future(self._every(3600, self.purge_old)),
+            asyncio.ensure_future(self._every(1.0, self.poll_jobs)),
         ]
         atexit.register(self.flush_sync)
 
@@ -136,6 +144,8 @@ class AuthRuntime:
             self._remember_session(session)
         for key_pk, used in repository.rate_counts(self.database, window_start(now)).items():
             self.limiter.seed(key_pk, window_start(now), used)
+        for key_pk, queued in repository.prompts_queued_since(self.database, window_start(now)).items():
+            self.prompt_limiter.seed(key_pk, window_start(now), queued)
         if self.settings.admin_password:
             self._apply_env_password(self.settings.admin_password)
         self.admin_password_set = repository.get_admin_password_hash(self.database) is not None
@@ -234,19 +244,27 @@ class AuthRuntime:
 
     def _drain(self):
         cells, last_used = self.usage.drain()
-        return cells, last_used, self.limiter.drain()
+        self.prompt_limiter.drain()  # prompt counts are rebuilt from the jobs table at start
+        audit, self._audit = self._audit, []
+        return cells, last_used, self.limiter.drain(), self.jobs.drain(), audit
 
     def _restore(self, batch):
-        cells, last_used, pending = batch
+        cells, last_used, pending, jobs, audit = batch
         self.usage.restore(cells, last_used)
         self.limiter.restore(pending)
+        self.jobs.restore(jobs)
+        self._audit[:0] = audit
 
     def _write(self, batch):
-        cells, last_used, pending = batch
+        cells, last_used, pending, jobs, audit = batch
         if cells or last_used:
             repository.write_usage(self.database, cells, last_used)
         if pending:
             repository.write_rate_counts(self.database, pending)
+        if jobs:
+            repository.write_jobs(self.database, jobs)
+        if audit:
+            repository.write_audit(self.database, audit)
         self.note_flushed_last_used(last_used)
 
     async def purge_old(self):
@@ -257,12 +275,13 @@ class AuthRuntime:
 
     # ---- keys ------------------------------------------------------------------------
 
-    async def create_key(self, name, rate_limit, metadata, scopes) -> tuple[KeyRecord, str]:
+    async def create_key(self, name, rate_limit, metadata, scopes, job_limits=None) -> tuple[KeyRecord, str]:
         plaintext = key_format.generate_key()
         record = await self.run_db(
             repository.create_key, key_id=key_format.generate_key_id(),
             key_hash=key_format.hash_key(plaintext), prefix=key_format.display_prefix(plaintext),
-            name=name, rate_limit=rate_limit, metadata=metadata, scopes=scopes, now=self.clock())
+            name=name, rate_limit=rate_limit, metadata=metadata, scopes=scopes, now=self.clock(),
+            job_limits=job_limits)
         self._remember(record)
         return record, plaintext
 
@@ -290,12 +309,66 @@ class AuthRuntime:
 
     async def usage_stats(self, record: KeyRecord, days: int) -> dict:
         now = self.clock()
-        since_hour = (int(now) // 86400 - days + 1) * 86400
-        rows = await self.run_db(repository.usage_rows, record.pk, since_hour)
+        since = (int(now) // 86400 - days + 1) * 86400
+        rows, jobs = await self.run_db(self._usage_rows, record.pk, since)
         # Counts not yet flushed are part of the truth too.
         for (_, hour, route, method), (ok, failed, duration) in self.usage.pending_for(record.pk).items():
             rows.append((hour, route, method, ok, failed, duration))
-        return summarize(rows, days, now)
+        for row in self.jobs.pending_rows_for(record.pk):
+            if row["queued_at"] >= since:
+                jobs[row["prompt_id"]] = (row["outcome"], row.get("execution_seconds"))
+        stats = summarize(rows, days, now)
+        stats["jobs"] = summarize_jobs(jobs.values())
+        return stats
+
+    @staticmethod
+    def _usage_rows(database, key_pk, since):
+        return repository.usage_rows(database, key_pk, since), repository.job_rows(database, key_pk, since)
+
+    # ---- jobs --------------------------------------------------------------------------------
+
+    async def poll_jobs(self):
+        """Learn how open prompts ended, from ComfyUI's queue and history."""
+        queue = self.prompt_queue()
+        if queue is None or not self.jobs.open:
+            return
+        running, pending = queue.get_current_queue_volatile()
+        in_queue = {item[1] for item in running} | {item[1] for item in pending}
+        for prompt_id in list(self.jobs.open):
+            history = queue.get_history(prompt_id=prompt_id)
+            item = history.get(prompt_id) if history else None
+            if item is not None and (item.get("status") or {}).get("completed") is not None:
+                outcome, finished_at, seconds = outcome_from_history(item)
+                self.jobs.finished(prompt_id, outcome, finished_at or self.clock(), seconds)
+                self._job_misses.pop(prompt_id, None)
+            elif prompt_id in in_queue:
+                self._job_misses.pop(prompt_id, None)
+            else:
+                # Neither queued nor in history twice running: deleted from the
+                # queue by a client, or its history was cleared.
+                misses = self._job_misses.get(prompt_id, 0) + 1
+                self._job_misses[prompt_id] = misses
+                if misses >= 2:
+                    self.jobs.finished(prompt_id, INTERRUPTED, self.clock(), None)
+                    self._job_misses.pop(prompt_id, None)
+
+    def owner_of_prompt(self, prompt_id: str):
+        """(key record or None, principal kind) of whoever queued a prompt."""
+        owner = self.jobs.owner(prompt_id)
+        if owner is None:
+            return None, None
+        key_pk, kind = owner
+        return (self.keys_by_pk.get(key_pk) if key_pk is not None else None), kind
+
+    # ---- audit trail ---------------------------------------------------------------------------
+
+    def audit(self, action: str, actor: str, client: str = "", target: str = "", **detail):
+        self._audit.append({"at": self.clock(), "actor": actor, "client": client, "action": action,
+                            "target": target, "detail": detail})
+
+    async def audit_events(self, limit: int, before_id=None) -> list[dict]:
+        await self.flush()
+        return await self.run_db(repository.audit_events, limit, before_id)
 
     def last_used_of(self, record: KeyRecord):
         pending = self.usage.pending_last_used(record.pk)

@@ -22,6 +22,8 @@ class KeyRecord:
     scopes: tuple = ()
     created_at: float = 0.0
     last_used: float | None = None
+    prompts_per_hour: int | None = None  # queued workflows per hour; None = unlimited
+    max_waiting: int | None = None       # workflows queued or running at once; None = unlimited
 
     @property
     def is_admin(self) -> bool:

@@ -37,6 +37,15 @@ class HourlyLimiter:
         self._pending[pending_key] = self._pending.get(pending_key, 0) + 1
         return True, limit - state[1], reset_at
 
+    def refund(self, key_pk: int, now: float):
+        """Give back one hit (the request it was for did not happen)."""
+        window = window_start(now)
+        state = self._used.get(key_pk)
+        if state is not None and state[0] == window and state[1] > 0:
+            state[1] -= 1
+            pending_key = (key_pk, window)
+            self._pending[pending_key] = self._pending.get(pending_key, 0) - 1
+
     def used(self, key_pk: int, now: float) -> int:
         state = self._used.get(key_pk)
         if state is None or state[0] != window_start(now):

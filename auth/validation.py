@@ -15,8 +15,9 @@ DEFAULT_RATE_LIMIT = 100
 KNOWN_SCOPES = ("admin",)
 DAYS_MAX = 366
 
-CREATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes"})
-UPDATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "is_active"})
+CREATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "job_limits"})
+UPDATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "is_active", "job_limits"})
+JOB_LIMIT_FIELDS = ("prompts_per_hour", "max_waiting")
 
 
 class InvalidInput(ValueError):
@@ -89,6 +90,23 @@ def validate_scopes(value) -> list:
     return sorted(set(value))
 
 
+def validate_job_limits(value) -> dict:
+    """``{"prompts_per_hour": int|null, "max_waiting": int|null}``; null or absent = unlimited."""
+    if not isinstance(value, dict):
+        raise InvalidInput("job_limits", "'job_limits' must be an object")
+    unknown = sorted(set(value) - set(JOB_LIMIT_FIELDS))
+    if unknown:
+        raise InvalidInput("job_limits", f"'job_limits' has an unknown field '{unknown[0]}'", "UNKNOWN_FIELD")
+    limits = {}
+    for name in JOB_LIMIT_FIELDS:
+        item = value.get(name)
+        if item is not None and (isinstance(item, bool) or not isinstance(item, int)
+                                 or not 0 <= item <= RATE_LIMIT_MAX):
+            raise InvalidInput("job_limits", f"'job_limits.{name}' must be null or an integer from 0 to {RATE_LIMIT_MAX}")
+        limits[name] = item
+    return limits
+
+
 def validate_is_active(value) -> bool:
     if not isinstance(value, bool):
         raise InvalidInput("is_active", "'is_active' must be true or false")
@@ -101,6 +119,7 @@ _VALIDATORS = {
     "metadata": validate_metadata,
     "scopes": validate_scopes,
     "is_active": validate_is_active,
+    "job_limits": validate_job_limits,
 }
 
 
@@ -114,6 +133,7 @@ def parse_create(body) -> dict:
         "rate_limit": validate_rate_limit(body.get("rate_limit", DEFAULT_RATE_LIMIT)),
         "metadata": validate_metadata(body.get("metadata", {})),
         "scopes": validate_scopes(body.get("scopes", [])),
+        "job_limits": validate_job_limits(body.get("job_limits") or {}),
     }
 
 

@@ -1,4 +1,6 @@
 """ComfyUI nodes of the package."""
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
+from .api_key_info import ApiKeyInfo
+
+NODE_CLASS_MAPPINGS = {"ApiKeyInfo": ApiKeyInfo}
+NODE_DISPLAY_NAME_MAPPINGS = {"ApiKeyInfo": "API Key Info (who queued this)"}

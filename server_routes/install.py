@@ -9,10 +9,12 @@ every other package has loaded and may have inserted its own.
 import ipaddress
 import logging
 
+from .. import runtime as runtime_module
 from ..runtime import AuthRuntime, default_data_dir
 from .auth_api import AuthApi
 from .keys_api import KeysApi
 from .middleware import create_middleware
+from .prompt_gate import PromptGate
 
 log = logging.getLogger("comfyui_api_auth")
 
@@ -41,11 +43,27 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     if runtime.problem is None and not runtime.settings.enabled:
         log.info("[api-auth] COMFYUI_API_AUTH=off: the API key package is loaded and does nothing")
         return runtime
+    gate = PromptGate(runtime)
+    middleware = create_middleware(runtime, gate)
+    app = prompt_server.app
+    # The middleware goes in before any route exists, so a failure below can
+    # leave the server closed (503) but never with open key routes.
+    app.middlewares.insert(0, middleware)
+    try:
+        _wire(prompt_server, runtime, gate, middleware)
+    except Exception as error:
+        runtime.fail(f"installing the package failed: {type(error).__name__}: {error}")
+        raise
+    return runtime
+
+
+def _wire(prompt_server, runtime, gate, middleware):
+    runtime_module.ACTIVE = runtime
     KeysApi(runtime).register(prompt_server.routes)
     AuthApi(runtime).register(prompt_server.routes)
-    middleware = create_middleware(runtime)
+    prompt_server.add_on_prompt_handler(gate.on_prompt)
+    runtime.prompt_queue = lambda: getattr(prompt_server, "prompt_queue", None)
     app = prompt_server.app
-    app.middlewares.insert(0, middleware)
 
     async def on_startup(app):
         if middleware in app.middlewares:
@@ -64,4 +82,3 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
-    return runtime

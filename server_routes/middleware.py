@@ -17,6 +17,7 @@ from aiohttp import web
 from ..auth import keys as key_format
 from ..auth import policy as access
 from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, PASSWORD_ADMIN, for_key
+from .prompt_gate import PROMPT_TEMPLATES, PromptGate
 from .responses import error
 
 SESSION_COOKIE = "comfyui_api_auth"
@@ -90,7 +91,7 @@ def _key_failure(presented: str, digest):
     return _unauthorized("INVALID_KEY", "the API key is not valid")
 
 
-def create_middleware(runtime):
+def create_middleware(runtime, gate: PromptGate):
     """Build the middleware bound to one runtime."""
     route_names: dict = {}
 
@@ -198,13 +199,17 @@ def create_middleware(runtime):
         token = current_principal.set(principal)
         try:
             key = principal.key
+            queues_prompt = template in PROMPT_TEMPLATES and request.method == "POST"
             if key is None:
+                if queues_prompt:
+                    return await gate.run(request, handler, principal, now)
                 return await handler(request)
-            return await _limited(request, handler, key, template, now)
+            return await _limited(request, handler, principal, template, now, queues_prompt)
         finally:
             current_principal.reset(token)
 
-    async def _limited(request, handler, key, template, now):
+    async def _limited(request, handler, principal, template, now, queues_prompt):
+        key = principal.key
         allowed, remaining, reset_at = runtime.limiter.hit(key.pk, key.rate_limit, now)
         rate_headers = {
             "X-RateLimit-Limit": str(key.rate_limit),
@@ -220,10 +225,16 @@ def create_middleware(runtime):
                          headers=rate_headers, limit=key.rate_limit, reset_in=reset_in)
         status = 500
         try:
-            response = await handler(request)
+            if queues_prompt:
+                response = await gate.run(request, handler, principal, now)
+            else:
+                response = await handler(request)
             status = response.status
             if not response.prepared:
-                response.headers.extend(rate_headers)
+                headers = response.headers
+                for name, value in rate_headers.items():
+                    # a prompt-limit 429 already describes the limit that refused it
+                    headers.setdefault(name, value)
             return response
         except web.HTTPException as exc:
             status = exc.status

@@ -6,8 +6,9 @@ that does not know its tables.
 """
 
 import peewee
+from playhouse.migrate import SchemaMigrator, migrate as apply_operations
 
-from .models import ALL_MODELS, ApiKey, Meta, RateWindow, Session, UsageHourly
+from .models import ALL_MODELS, ApiKey, AuditEvent, Job, Meta, RateWindow, Session, UsageHourly
 
 SCHEMA_VERSION_NAME = "schema_version"
 ADVISORY_LOCK_ID = 0x41504B59  # "APKY": serialises migrations across processes
@@ -18,12 +19,30 @@ class SchemaTooNew(RuntimeError):
 
 
 def _create_v1(database):
-    database.create_tables([Meta, ApiKey, Session, UsageHourly, RateWindow])
+    # v1's key table had no prompt limits; create it as v1 had it so that the
+    # v2 step below runs the same on a fresh and on an old database.
+    class ApiKeyV1(ApiKey):
+        class Meta:
+            table_name = ApiKey._meta.table_name
+
+    for name in ("prompts_per_hour", "max_waiting"):
+        ApiKeyV1._meta.remove_field(name)
+    database.create_tables([Meta, ApiKeyV1, Session, UsageHourly, RateWindow])
     Meta.insert(name="revision", number=0).on_conflict_ignore().execute()
+
+
+def _jobs_limits_and_audit_v2(database):
+    migrator = SchemaMigrator.from_database(database)
+    apply_operations(
+        migrator.add_column(ApiKey._meta.table_name, "prompts_per_hour", ApiKey.prompts_per_hour),
+        migrator.add_column(ApiKey._meta.table_name, "max_waiting", ApiKey.max_waiting),
+    )
+    database.create_tables([Job, AuditEvent])
 
 
 MIGRATIONS = [
     (1, _create_v1),
+    (2, _jobs_limits_and_audit_v2),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -36,6 +36,9 @@ class ApiKey(BaseModel):
     last_used = peewee.DoubleField(null=True)
     deleted_at = peewee.DoubleField(null=True)
     revision = peewee.BigIntegerField(index=True)
+    # schema v2: limits on queued workflows (null = unlimited)
+    prompts_per_hour = peewee.BigIntegerField(null=True)
+    max_waiting = peewee.BigIntegerField(null=True)
 
     class Meta:
         table_name = "api_auth_keys"
@@ -79,4 +82,33 @@ class RateWindow(BaseModel):
         indexes = ((("key_pk", "window"), True),)
 
 
-ALL_MODELS = [Meta, ApiKey, Session, UsageHourly, RateWindow]
+class Job(BaseModel):
+    """A prompt accepted by /prompt, tied to who queued it (schema v2)."""
+
+    prompt_id = peewee.CharField(max_length=100, unique=True)
+    key_pk = peewee.BigIntegerField(null=True, index=True)
+    principal = peewee.CharField(max_length=16)  # anonymous, key, admin
+    queued_at = peewee.DoubleField(index=True)
+    outcome = peewee.CharField(max_length=16, default="queued")  # completed, failed, interrupted
+    finished_at = peewee.DoubleField(null=True)
+    execution_seconds = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "api_auth_jobs"
+
+
+class AuditEvent(BaseModel):
+    """An admin action (schema v2). Never holds a secret."""
+
+    at = peewee.DoubleField(index=True)
+    actor = peewee.CharField(max_length=120)
+    client = peewee.CharField(max_length=64, default="")
+    action = peewee.CharField(max_length=32)
+    target = peewee.CharField(max_length=120, default="")
+    detail = peewee.TextField(default="{}")
+
+    class Meta:
+        table_name = "api_auth_audit"
+
+
+ALL_MODELS = [Meta, ApiKey, Session, UsageHourly, RateWindow, Job, AuditEvent]

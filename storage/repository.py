@@ -11,7 +11,7 @@ import json
 import peewee
 
 from ..auth.principals import KeyRecord
-from .models import ApiKey, Meta, RateWindow, Session, UsageHourly
+from .models import ApiKey, AuditEvent, Job, Meta, RateWindow, Session, UsageHourly
 
 ADMIN_PASSWORD_NAME = "admin_password_hash"
 
@@ -42,16 +42,21 @@ def to_record(row: ApiKey) -> KeyRecord:
         scopes=tuple(scope for scope in (row.scopes or "").split(",") if scope),
         created_at=row.created_at,
         last_used=row.last_used,
+        prompts_per_hour=row.prompts_per_hour,
+        max_waiting=row.max_waiting,
     )
 
 
 # ---- keys -------------------------------------------------------------------
 
-def create_key(database, *, key_id, key_hash, prefix, name, rate_limit, metadata, scopes, now) -> KeyRecord:
+def create_key(database, *, key_id, key_hash, prefix, name, rate_limit, metadata, scopes, now,
+               job_limits=None) -> KeyRecord:
+    job_limits = job_limits or {}
     with _write_transaction(database):
         row = ApiKey.create(
             key_id=key_id, key_hash=key_hash, prefix=prefix, name=name,
             rate_limit=rate_limit, is_active=True,
+            prompts_per_hour=job_limits.get("prompts_per_hour"), max_waiting=job_limits.get("max_waiting"),
             metadata=json.dumps(metadata, ensure_ascii=False),
             scopes=",".join(scopes), created_at=now, updated_at=now,
             revision=_next_revision())
@@ -75,6 +80,10 @@ def list_keys(database) -> list[KeyRecord]:
 def update_key(database, key_id: str, changes: dict, now: float) -> KeyRecord | None:
     columns = {}
     for field_name, value in changes.items():
+        if field_name == "job_limits":
+            columns[ApiKey.prompts_per_hour] = value.get("prompts_per_hour")
+            columns[ApiKey.max_waiting] = value.get("max_waiting")
+            continue
         if field_name == "metadata":
             value = json.dumps(value, ensure_ascii=False)
         elif field_name == "scopes":
@@ -218,3 +227,47 @@ def purge_usage(database, before_hour: int) -> int:
         removed = UsageHourly.delete().where(UsageHourly.hour < before_hour).execute()
         RateWindow.delete().where(RateWindow.window < before_hour).execute()
     return removed
+
+
+# ---- jobs -------------------------------------------------------------------------------------
+
+def write_jobs(database, rows: list[dict]):
+    with _write_transaction(database):
+        for row in rows:
+            (Job.insert(prompt_id=row["prompt_id"][:100], key_pk=row["key_pk"], principal=row["principal"],
+                        queued_at=row["queued_at"], outcome=row["outcome"],
+                        finished_at=row.get("finished_at"), execution_seconds=row.get("execution_seconds"))
+             .on_conflict(conflict_target=[Job.prompt_id],
+                          update={Job.outcome: row["outcome"], Job.finished_at: row.get("finished_at"),
+                                  Job.execution_seconds: row.get("execution_seconds")})
+             .execute())
+
+
+def prompts_queued_since(database, since: float) -> dict:
+    query = (Job.select(Job.key_pk, peewee.fn.COUNT(Job.id)).where(
+        (Job.queued_at >= since) & Job.key_pk.is_null(False)).group_by(Job.key_pk).tuples())
+    return dict(query)
+
+
+def job_rows(database, key_pk: int, since: float) -> dict:
+    query = (Job.select(Job.prompt_id, Job.outcome, Job.execution_seconds)
+             .where((Job.key_pk == key_pk) & (Job.queued_at >= since)).tuples())
+    return {prompt_id: (outcome, seconds) for prompt_id, outcome, seconds in query}
+
+
+# ---- audit ------------------------------------------------------------------------------------
+
+def write_audit(database, events: list[dict]):
+    with _write_transaction(database):
+        for event in events:
+            AuditEvent.create(at=event["at"], actor=event["actor"][:120], client=event.get("client", "")[:64],
+                              action=event["action"][:32], target=event.get("target", "")[:120],
+                              detail=json.dumps(event.get("detail", {}), ensure_ascii=False))
+
+
+def audit_events(database, limit: int, before_id: int | None = None) -> list[dict]:
+    query = AuditEvent.select().order_by(AuditEvent.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(AuditEvent.id < before_id)
+    return [{"id": row.id, "at": row.at, "actor": row.actor, "client": row.client, "action": row.action,
+             "target": row.target, "detail": json.loads(row.detail or "{}")} for row in query]

@@ -48,7 +48,8 @@ def test_hash_is_sha256_hex_of_the_whole_key():
 
 def test_create_defaults_and_trimming():
     parsed = validation.parse_create({"name": "  My API Key  "})
-    assert parsed == {"name": "My API Key", "rate_limit": 100, "metadata": {}, "scopes": []}
+    assert parsed == {"name": "My API Key", "rate_limit": 100, "metadata": {}, "scopes": [],
+                      "job_limits": {"prompts_per_hour": None, "max_waiting": None}}
 
 
 @pytest.mark.parametrize("body, field", [

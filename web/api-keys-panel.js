@@ -46,6 +46,8 @@ function s(tag, attrs = {}, ...children) {
 
 const icon = (name) => h("i", { class: `pi ${name}`, "aria-hidden": "true" });
 const srOnly = (text) => h("span", { class: "cak-sr-only", text });
+// Icon-only buttons use a text glyph, so they show even where PrimeIcons are not loaded.
+const glyph = (char) => h("span", { class: "cak-glyph", "aria-hidden": "true", text: char });
 
 class ApiError extends Error {
   constructor(status, code, message) {
@@ -89,10 +91,10 @@ class ApiKeysPanel {
     this.refreshButton = h("button", {
       type: "button", class: "cak-btn cak-btn-icon", "aria-label": "Refresh", title: "Refresh",
       onclick: () => this.refresh(),
-    }, icon("pi-refresh"));
+    }, glyph("\u21bb"));
     this.root = h("div", { class: "cak-root", "data-testid": "api-keys-panel" },
       h("header", { class: "cak-header" },
-        h("h2", { class: "cak-title" }, icon("pi-key"), " API Keys"),
+        h("h2", { class: "cak-title" }, icon("pi-key"), "API Keys"),
         this.refreshButton),
       this.statusBox, this.signInBox, this.notice, this.content);
     container.append(this.root);
@@ -212,16 +214,16 @@ class ApiKeysPanel {
     const actions = h("div", { class: "cak-actions" });
     if (status.principal?.via === "session") {
       actions.append(h("button", { type: "button", class: "cak-btn", onclick: (e) => this.signOut(e.currentTarget) },
-        icon("pi-sign-out"), " Sign out"));
+        icon("pi-sign-out"), "Sign out"));
     }
     if (!status.is_admin) {
       actions.append(h("button", {
         type: "button", class: "cak-btn", "aria-expanded": "false", "data-signin-toggle": "",
         onclick: () => this.toggleSignIn(),
-      }, icon("pi-sign-in"), status.authenticated ? " Sign in as admin" : " Sign in"));
+      }, icon("pi-sign-in"), status.authenticated ? "Sign in as admin" : "Sign in"));
     } else {
       actions.append(h("button", { type: "button", class: "cak-btn", onclick: (e) => this.openPasswordDialog(e.currentTarget) },
-        icon("pi-lock"), status.admin_password_set ? " Change admin password" : " Set admin password"));
+        icon("pi-lock"), status.admin_password_set ? "Change admin password" : "Set admin password"));
     }
     this.statusBox.replaceChildren(
       h("dl", { class: "cak-facts cak-status-facts" },
@@ -468,7 +470,7 @@ class ApiKeysPanel {
       },
     });
     this.renderSortDir();
-    this.countText = h("p", { class: "cak-count cak-muted", "aria-live": "polite" });
+    this.countText = h("span", { class: "cak-count cak-muted", role: "status", "data-testid": "key-count" });
     this.list = h("ul", { class: "cak-list", "aria-label": "API keys", "data-testid": "key-list" });
     this.moreButton = h("button", {
       type: "button", class: "cak-btn cak-more", hidden: true,
@@ -481,16 +483,16 @@ class ApiKeysPanel {
     this.manager = h("section", { class: "cak-manager", "aria-label": "Key manager" },
       h("div", { class: "cak-toolbar" },
         h("button", { type: "button", class: "cak-btn cak-btn-primary", onclick: (e) => this.openCreateDialog(e.currentTarget) },
-          icon("pi-plus"), " New key"),
+          icon("pi-plus"), "New key"),
         h("div", { class: "cak-filter" }, h("label", { for: filterId, class: "cak-sr-only", text: "Filter keys by name" }), this.filterInput),
         h("div", { class: "cak-sort" },
-          h("label", { for: sortId, text: "Sort" }), this.sortSelect, this.sortDirButton)),
-      this.countText, this.list, this.moreButton, this.emptyText);
+          h("label", { for: sortId, text: "Sort" }), this.sortSelect, this.sortDirButton, this.countText)),
+      this.list, this.moreButton, this.emptyText);
   }
 
   renderSortDir() {
     const ascending = this.sort.dir === 1;
-    this.sortDirButton.replaceChildren(icon(ascending ? "pi-sort-amount-up-alt" : "pi-sort-amount-down"),
+    this.sortDirButton.replaceChildren(glyph(ascending ? "\u2191" : "\u2193"),
       srOnly(ascending ? "Ascending (select for descending)" : "Descending (select for ascending)"));
     this.sortDirButton.title = ascending ? "Ascending" : "Descending";
   }
@@ -580,7 +582,8 @@ class ApiKeysPanel {
       h("span", { class: "cak-name-text", text: key.name }),
       key.is_active ? null : h("span", { class: "cak-chip cak-chip-off", text: "Disabled" }),
       isAdmin ? h("span", { class: "cak-chip cak-chip-admin", text: "Admin" }) : null,
-      isMe ? h("span", { class: "cak-chip", text: "You" }) : null),
+      isMe ? h("span", { class: "cak-chip", text: "You" }) : null,
+      h("span", { class: "cak-chevron", "aria-hidden": "true", text: "\u203a" })),
     h("span", { class: "cak-row-meta" },
       h("code", { class: "cak-code", text: `${key.prefix || "comfy_"}…` }),
       h("span", { title: formatDateTime(key.created_at), text: `Created ${formatDate(key.created_at)}` })),
@@ -638,22 +641,23 @@ class ApiKeysPanel {
     detail.replaceChildren(
       h("div", { class: "cak-actions" },
         h("button", { type: "button", class: "cak-btn", "data-action": "edit", onclick: (e) => this.openEditDialog(key.key_id, e.currentTarget) },
-          icon("pi-pencil"), " Edit"),
+          icon("pi-pencil"), "Edit"),
         h("button", {
           type: "button", class: "cak-btn", "data-action": "toggle",
           onclick: (e) => this.setActive(key.key_id, !key.is_active, e.currentTarget),
-        }, icon(key.is_active ? "pi-ban" : "pi-check-circle"), key.is_active ? " Disable" : " Enable"),
+        }, icon(key.is_active ? "pi-ban" : "pi-check-circle"), key.is_active ? "Disable" : "Enable"),
         h("button", { type: "button", class: "cak-btn cak-btn-danger", "data-action": "delete", onclick: (e) => this.openDeleteDialog(key.key_id, e.currentTarget) },
-          icon("pi-trash"), " Delete")),
+          icon("pi-trash"), "Delete")),
+      usageSlot,
+      h("h4", { class: "cak-subtitle", text: "Metadata" }), metaView,
+      h("h4", { class: "cak-subtitle", text: "Details" }),
       h("dl", { class: "cak-facts" },
         h("dt", { text: "Key ID" }), h("dd", {}, h("code", { class: "cak-code", text: key.key_id })),
         h("dt", { text: "Status" }), h("dd", { text: key.is_active ? "Active" : "Disabled: requests with it get 401" }),
         h("dt", { text: "Rate limit" }), h("dd", { text: `${formatNumber(key.rate_limit)} requests per hour` }),
         h("dt", { text: "Scope" }), h("dd", { text: isAdmin ? "Admin (can manage keys)" : "Regular" }),
         h("dt", { text: "Created" }), h("dd", { text: formatDateTime(key.created_at) }),
-        h("dt", { text: "Last used" }), h("dd", { text: key.last_used ? formatDateTime(key.last_used) : "Never" })),
-      h("h4", { class: "cak-subtitle", text: "Metadata" }), metaView,
-      usageSlot);
+        h("dt", { text: "Last used" }), h("dd", { text: key.last_used ? formatDateTime(key.last_used) : "Never" })));
     this.loadKeyUsage(key.key_id, usageSlot);
   }
 
@@ -692,7 +696,7 @@ class ApiKeysPanel {
       h("div", { class: "cak-usage-head" },
         h("h4", { id: titleId, class: "cak-subtitle", text: `Usage, last ${days} days` }),
         reload ? h("button", { type: "button", class: "cak-btn cak-btn-icon cak-btn-small", title: "Reload usage", onclick: reload },
-          icon("pi-refresh"), srOnly("Reload usage")) : null),
+          glyph("\u21bb"), srOnly("Reload usage")) : null),
       h("p", { class: "cak-totals" },
         h("span", {}, h("strong", { text: formatNumber(total) }), " requests"), " · ",
         h("span", { class: "cak-ok-text" }, h("strong", { text: formatNumber(ok) }), " succeeded"), " · ",
@@ -762,7 +766,7 @@ class ApiKeysPanel {
     },
     h("div", { class: "cak-dialog-head" },
       h("h2", { id: titleId, class: "cak-dialog-title", text: title }),
-      h("button", { type: "button", class: "cak-btn cak-btn-icon", "aria-label": "Close", onclick: () => dialog.close() }, icon("pi-times"))),
+      h("button", { type: "button", class: "cak-btn cak-btn-icon", "aria-label": "Close", onclick: () => dialog.close() }, glyph("\u00d7"))),
     h("div", { class: "cak-dialog-body" }, body));
     const handle = {
       dialog,
@@ -825,7 +829,7 @@ class ApiKeysPanel {
     });
     const jsonWrap = h("div", { class: "cak-field", hidden: true }, h("label", { for: jsonId, text: "Metadata as JSON" }), textarea);
     const addButton = h("button", { type: "button", class: "cak-btn cak-btn-small", onclick: () => { addRow("", ""); focusLast(); } },
-      icon("pi-plus"), " Add field");
+      icon("pi-plus"), "Add field");
     let mode = "fields";
     const fieldsButton = h("button", { type: "button", class: "cak-seg-btn", "aria-pressed": "true", onclick: () => switchTo("fields") }, "Fields");
     const jsonButton = h("button", { type: "button", class: "cak-seg-btn", "aria-pressed": "false", onclick: () => switchTo("json") }, "JSON");
@@ -859,7 +863,7 @@ class ApiKeysPanel {
             renumber();
             (next?.querySelector("input") || rowsBox.querySelector("input"))?.focus();
           },
-        }, icon("pi-times")));
+        }, glyph("\u00d7")));
       rowsBox.append(row);
       renumber();
     };
@@ -971,7 +975,7 @@ class ApiKeysPanel {
 
   openCreateDialog(opener) {
     const form = this.keyForm(null);
-    const submit = h("button", { type: "submit", class: "cak-btn cak-btn-primary" }, icon("pi-key"), " Create key");
+    const submit = h("button", { type: "submit", class: "cak-btn cak-btn-primary" }, icon("pi-key"), "Create key");
     const dialog = this.openDialog({
       title: "New API key", opener, initialFocus: form.first,
       body: h("form", {
@@ -1028,7 +1032,7 @@ class ApiKeysPanel {
           input.select();
         }
       },
-    }, icon("pi-copy"), " ", copyLabel);
+    }, icon("pi-copy"), copyLabel);
     const done = h("button", { type: "button", class: "cak-btn", onclick: () => dialog.close() }, "Done");
     const dialog = this.openDialog({
       title: `Key created: ${created.name}`, className: "cak-dialog-secret", describedBy: warnId,
@@ -1040,7 +1044,7 @@ class ApiKeysPanel {
       },
       body: [
         h("p", { id: warnId, class: "cak-warning", role: "note" }, icon("pi-exclamation-triangle"),
-          h("span", {}, h("strong", { text: " Copy this key now: it will not be shown again." }),
+          h("span", {}, h("strong", { text: "Copy this key now: it will not be shown again." }),
             " Only a hash is stored; if you lose it, create a new key.")),
         h("div", { class: "cak-secret-row" }, input, copy),
         h("p", { class: "cak-hint" }, "Scripts send it as ", h("code", { class: "cak-code", text: "Authorization: Bearer <key>" }),
@@ -1161,7 +1165,7 @@ class ApiKeysPanel {
           await this.handleMissing(error);
         }
       },
-    }, icon("pi-trash"), " Delete key");
+    }, icon("pi-trash"), "Delete key");
     const dialog = this.openDialog({
       title: "Delete this API key?", opener, describedBy: textId, className: "cak-dialog-confirm",
       initialFocus: cancel,

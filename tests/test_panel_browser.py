@@ -1,0 +1,550 @@
+"""The "API Keys" sidebar panel in headless Chromium, on the ComfyUI stand-in
+(tests/comfyui_host) with this repository installed as a custom node.
+
+Every flow goes through the real host page, the real extension loader and the
+real HTTP API: create a key and see it once, use it, edit, disable, enable,
+delete; server errors as toasts; a key holder's own view in require mode; the
+"how to become admin" view in enable mode; 320 px width; themes; keyboard.
+Screenshots go to tests/artifacts/ (gitignored).
+"""
+
+import json
+import os
+import re
+import time
+
+import pytest
+import requests
+
+from browser_support import launch_chromium, screenshot
+from conftest import REPO
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "panel test password 1"
+FOLDER = os.path.basename(REPO)  # the name ComfyUI serves the package under
+
+# ComfyUI's own palettes (comfy_base of the "dark" and "light" colour palettes).
+DARK = {"--fg-color": "#fff", "--bg-color": "#202020", "--comfy-menu-bg": "#353535",
+        "--comfy-input-bg": "#222", "--input-text": "#ddd", "--descrip-text": "#999",
+        "--border-color": "#4e4e4e", "--error-text": "#ff4444"}
+LIGHT = {"--fg-color": "#222", "--bg-color": "#DDD", "--comfy-menu-bg": "#F5F5F5",
+         "--comfy-input-bg": "#C9C9C9", "--input-text": "#222", "--descrip-text": "#444",
+         "--border-color": "#888", "--error-text": "#F44336", "--p-primary-color": "#2563eb"}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launch_chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context(viewport={"width": 1100, "height": 800})
+    yield ctx
+    ctx.close()
+
+
+def watch(page):
+    """Collect page errors and the API requests the page makes."""
+    seen = {"errors": [], "requests": []}
+    page.on("pageerror", lambda error: seen["errors"].append(str(error)))
+    page.on("request", lambda request: seen["requests"].append((request.method, request.url)))
+    return seen
+
+
+def api_calls(seen, pattern):
+    return [(method, url) for method, url in seen["requests"] if re.search(pattern, url)]
+
+
+def open_panel(page, host, path="/"):
+    page.goto(host.base + path)
+    page.wait_for_selector("body[data-comfy-ready=true]")
+    tab = page.locator(".comfyui-api-auth-tab-button")
+    assert tab.get_attribute("aria-label") == "API Keys"
+    assert "pi-key" in tab.locator("i").get_attribute("class")
+    tab.click()
+    panel = page.get_by_test_id("api-keys-panel")
+    panel.wait_for()
+    page.wait_for_selector("[data-testid=principal]")
+    return panel
+
+
+def toast(page, severity, text):
+    """Wait for a toast of `severity` that contains `text`."""
+    locator = page.locator(f".p-toast-message-{severity}", has_text=text)
+    locator.first.wait_for(timeout=10000)
+    return locator.first
+
+
+def row(page, name):
+    return page.locator(".cak-row", has=page.locator(".cak-name-text", has_text=re.compile(f"^{re.escape(name)}$")))
+
+
+def secret_is_gone(page, secret):
+    return page.evaluate("""secret => !document.documentElement.outerHTML.includes(secret)
+        && ![...document.querySelectorAll('input, textarea')].some(i => i.value.includes(secret))""", secret)
+
+
+def heap_holds(page, needle):
+    """Whether the page's JavaScript heap still holds `needle` (after garbage collection)."""
+    cdp = page.context.new_cdp_session(page)
+    chunks = []
+    cdp.on("HeapProfiler.addHeapSnapshotChunk", lambda event: chunks.append(event["chunk"]))
+    cdp.send("HeapProfiler.enable")
+    for _ in range(3):
+        cdp.send("HeapProfiler.collectGarbage")
+    cdp.send("HeapProfiler.takeHeapSnapshot", {"reportProgress": False})
+    cdp.detach()
+    return needle in "".join(chunks)
+
+
+def use_key(host, key, times=1, path="/api/usage"):
+    return [requests.get(host.url(path), headers={"X-API-Key": key}, timeout=10).status_code for _ in range(times)]
+
+
+def set_theme(page, variables, light):
+    css = ":root {" + "".join(f"{name}: {value};" for name, value in variables.items()) + "}"
+    # The stand-in page hard-codes a dark look; follow the palette like ComfyUI does.
+    css += ("body { background: var(--bg-color) !important; color: var(--fg-color) !important; }"
+            ".sidebar-panel { background: var(--comfy-menu-bg) !important; }"
+            ".side-tool-bar-container { background: var(--comfy-input-bg) !important; }")
+    page.evaluate("""([css, light]) => {
+        let style = document.getElementById('test-theme');
+        if (!style) { style = document.createElement('style'); style.id = 'test-theme'; document.head.append(style); }
+        style.textContent = css;
+        document.documentElement.classList.toggle('light-theme', light);
+    }""", [css, light])
+
+
+# ---- the whole life of a key, as an admin on the machine ComfyUI runs on ----------------
+
+def test_key_lifecycle_through_the_panel(context, host):
+    busy = host.create_key("nightly batch", rate_limit=50, metadata={"team": "vfx"})
+    host.create_key("render farm (admin)", rate_limit=5000, scopes=["admin"])
+    assert use_key(host, busy["api_key"], 6) == [200] * 6
+    assert use_key(host, busy["api_key"], 2, "/api/usage?days=0") == [400, 400]  # failures count too
+
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=host.base)
+    page = context.new_page()
+    seen = watch(page)
+    panel = open_panel(page, host)
+    assert "Admin" in page.get_by_test_id("principal").inner_text()
+    page.get_by_test_id("key-count").filter(has_text="2 keys").wait_for()
+    assert "8 / 50 this hour" in row(page, "nightly batch").inner_text()
+
+    # create
+    page.get_by_role("button", name="New key").click()
+    dialog = page.get_by_role("dialog", name="New API key")
+    dialog.get_by_label("Name", exact=True).fill("CI render bot")
+    dialog.get_by_label("Rate limit (requests per hour)").fill("250")
+    dialog.get_by_label("Metadata key 1").fill("team")
+    dialog.get_by_label("Metadata value 1").fill("render")
+    dialog.get_by_role("button", name="Add field").click()
+    dialog.get_by_label("Metadata key 2").fill("env")
+    dialog.get_by_label("Metadata value 2").fill("ci")
+    dialog.get_by_role("button", name="Create key").click()
+
+    shown = page.get_by_role("dialog", name="Key created: CI render bot")
+    shown.wait_for()
+    assert "it will not be shown again" in shown.inner_text()
+    secret = shown.get_by_test_id("new-key").input_value()
+    assert re.fullmatch(r"comfy_[0-9A-Za-z]{46}", secret), secret
+    # shown as an input's value (a property), never as markup
+    assert secret not in page.evaluate("document.documentElement.outerHTML")
+    shown.get_by_role("button", name="Copy").click()
+    toast(page, "success", "clipboard")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == secret
+    screenshot(page, "panel-created-key-dialog.png")
+
+    assert requests.get(host.url("/api/usage"), headers={"X-API-Key": copied}, timeout=10).status_code == 200
+
+    page.keyboard.press("Escape")  # Escape closes the dialog
+    shown.wait_for(state="detached")
+    assert secret_is_gone(page, secret)
+    page.evaluate("navigator.clipboard.writeText('')")
+    copied = None
+    assert not heap_holds(page, secret), "the new key is still referenced in the page's memory"
+
+    listed = row(page, "CI render bot")
+    listed.wait_for()
+    assert "0 / 250 this hour" in listed.inner_text() or "1 / 250 this hour" in listed.inner_text()
+    page.get_by_test_id("key-count").filter(has_text="3 keys").wait_for()
+    created = [k for k in host.get("/api/keys").json()["keys"] if k["name"] == "CI render bot"][0]
+    assert created["rate_limit"] == 250 and created["metadata"] == {"team": "render", "env": "ci"}
+    assert created["scopes"] == []
+    screenshot(page, "panel-list.png")
+
+    # usage of the busy key: chart, top endpoints, successes against failures
+    row(page, "nightly batch").locator(".cak-row-main").click()
+    usage = row(page, "nightly batch").get_by_test_id("usage")
+    usage.locator(".cak-chart").wait_for()
+    assert usage.locator(".cak-chart rect").count() == 30
+    label = usage.locator(".cak-chart").get_attribute("aria-label")
+    assert "8 in total" in label, label
+    assert "6 succeeded" in usage.inner_text() and "2 failed" in usage.inner_text()
+    endpoints = usage.locator(".cak-endpoints li").all_inner_texts()
+    assert any("GET /usage" in e and "8" in e and "2 failed" in e for e in endpoints), endpoints
+    screenshot(row(page, "nightly batch"), "panel-usage-chart.png")
+    row(page, "nightly batch").locator(".cak-row-main").click()
+
+    # edit: rename, change the limit
+    row(page, "CI render bot").locator(".cak-row-main").click()
+    row(page, "CI render bot").get_by_role("button", name="Edit").click()
+    edit = page.get_by_role("dialog", name="Edit “CI render bot”")
+    assert edit.get_by_label("Metadata value 2").input_value() == "ci"
+    edit.get_by_label("Name", exact=True).fill("CI render bot v2")
+    edit.get_by_label("Rate limit (requests per hour)").fill("500")
+    edit.get_by_role("button", name="Save").click()
+    toast(page, "success", "CI render bot v2")
+    edit.wait_for(state="detached")
+    server = host.get(f"/api/keys/{created['key_id']}").json()
+    assert server["name"] == "CI render bot v2" and server["rate_limit"] == 500
+    assert server["metadata"] == {"team": "render", "env": "ci"}
+    renamed = row(page, "CI render bot v2")
+    assert "/ 500 this hour" in renamed.inner_text()
+
+    # disable, then enable again
+    renamed.get_by_role("button", name="Disable").click()
+    toast(page, "success", "API key disabled")
+    renamed.locator(".cak-chip-off").wait_for()
+    assert use_key(host, secret) == [401]
+    renamed.get_by_role("button", name="Enable").click()
+    toast(page, "success", "API key enabled")
+    renamed.locator(".cak-chip-off").wait_for(state="detached")
+    assert use_key(host, secret) == [200]
+
+    # delete: Cancel keeps it, confirming removes it
+    renamed.get_by_role("button", name="Delete").click()
+    confirm = page.get_by_role("dialog", name="Delete this API key?")
+    assert page.evaluate("document.activeElement.textContent") == "Cancel"
+    confirm.get_by_role("button", name="Cancel").click()
+    confirm.wait_for(state="detached")
+    assert use_key(host, secret) == [200]
+    renamed.get_by_role("button", name="Delete").click()
+    confirm.get_by_role("button", name="Delete key").click()
+    toast(page, "success", "API key deleted")
+    renamed.wait_for(state="detached")
+    assert use_key(host, secret) == [401]
+    assert "CI render bot" not in json.dumps(host.get("/api/keys").json())
+    page.get_by_test_id("key-count").filter(has_text="2 keys").wait_for()
+
+    assert not page.locator(".p-toast-message-error").count()
+    assert not seen["errors"], seen["errors"]
+    assert secret_is_gone(page, secret)
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+def test_client_validation_then_server_errors_are_toasts(context, host):
+    page = context.new_page()
+    seen = watch(page)
+    open_panel(page, host)
+    page.get_by_test_id("key-count").filter(has_text="0 keys").wait_for()
+
+    # the panel checks the server's limits before sending
+    page.get_by_role("button", name="New key").click()
+    dialog = page.get_by_role("dialog", name="New API key")
+    name = dialog.get_by_label("Name", exact=True)
+    name.fill("x" * 101)
+    dialog.get_by_label("Rate limit (requests per hour)").fill("12.5")
+    dialog.get_by_role("button", name="JSON").click()
+    dialog.get_by_label("Metadata as JSON").fill('{"a": 1, "a": 2}')
+    dialog.get_by_role("button", name="Create key").click()
+    assert "at most 100 characters" in dialog.inner_text()
+    assert "whole number" in dialog.inner_text()
+    assert 'the key "a" twice' in dialog.inner_text()
+    assert name.get_attribute("aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == name.get_attribute("id")
+    dialog.get_by_label("Metadata as JSON").fill(json.dumps({"big": "x" * 17000}))
+    dialog.get_by_role("button", name="Create key").click()
+    assert "the limit is 16,384" in dialog.inner_text()
+    assert not api_calls(seen, r"/api/keys$") or all(m == "GET" for m, _ in api_calls(seen, r"/api/keys$"))
+
+    # with the client check bypassed, the server's own message reaches a toast
+    def stretch_name(route):
+        body = json.loads(route.request.post_data)
+        body["name"] = "y" * 101
+        route.continue_(post_data=json.dumps(body))
+
+    page.route("**/api/keys", lambda route: stretch_name(route) if route.request.method == "POST" else route.continue_())
+    name.fill("valid name")
+    dialog.get_by_label("Rate limit (requests per hour)").fill("10")
+    dialog.get_by_label("Metadata as JSON").fill('{"ok": true}')
+    dialog.get_by_role("button", name="Create key").click()
+    error = toast(page, "error", "'name' must be 1 to 100 characters after trimming")
+    assert "Could not create the key" in error.inner_text()
+    assert dialog.is_visible()  # the form stays, nothing is lost
+    page.unroute("**/api/keys")
+    screenshot(page, "panel-server-error-toast.png")
+    dialog.get_by_role("button", name="Cancel").click()
+
+    # a key deleted elsewhere: the panel says what the server said and refreshes
+    gone = host.create_key("deleted elsewhere")
+    page.get_by_role("button", name="Refresh").click()
+    row(page, "deleted elsewhere").locator(".cak-row-main").click()
+    assert host.delete(f"/api/keys/{gone['key_id']}").status_code == 200
+    row(page, "deleted elsewhere").get_by_role("button", name="Disable").click()
+    toast(page, "error", f"no key with key_id '{gone['key_id']}'")
+    row(page, "deleted elsewhere").wait_for(state="detached")
+    assert not seen["errors"], seen["errors"]
+
+
+# ---- who you are ------------------------------------------------------------------------------
+
+def test_require_mode_key_holder_sees_only_their_own_usage(context, make_host):
+    host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD})
+    admin = _admin_session(host)
+    mine = admin.post(host.url("/api/keys"), json={"name": "viewer laptop", "rate_limit": 1000}, timeout=10).json()
+    admin.post(host.url("/api/keys"), json={"name": "someone else's key"}, timeout=10)
+    assert use_key(host, mine["api_key"], 4) == [200] * 4
+    assert use_key(host, mine["api_key"], 1, "/api/usage?days=0") == [400]
+
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(host.base + "/")
+    assert page.url.startswith(host.base + "/login")
+    page.click("#tab-key")
+    page.fill("#secret", mine["api_key"])
+    page.click("#submit")
+    page.wait_for_url(host.base + "/")
+    open_panel(page, host)
+
+    own = page.get_by_test_id("own-usage")
+    own.get_by_test_id("usage").wait_for()
+    assert "Key holder" in page.get_by_test_id("principal").inner_text()
+    assert "viewer laptop" in own.inner_text()
+    assert re.search(r"\d+ / 1,000 this hour", own.inner_text())
+    # the browser's own requests count too (its session is the key), so look at /usage
+    endpoints = own.locator(".cak-endpoints li").all_inner_texts()
+    assert any(e.startswith("GET /usage") and "1 failed" in e for e in endpoints), endpoints
+    assert own.locator(".cak-chart rect").count() == 30
+    assert "someone else" not in page.get_by_test_id("api-keys-panel").inner_text()
+    assert page.get_by_test_id("key-list").count() == 0
+    assert page.get_by_role("button", name="New key").count() == 0
+    assert not api_calls(seen, r"/api/keys"), "a key holder's panel must not ask for the key list"
+    assert not page.locator(".p-toast-message-error").count()
+    screenshot(page, "panel-key-holder-require.png")
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r".*/login\?next=.*"))
+    assert requests.get(host.url("/api/keys"), timeout=10).status_code == 401
+    assert not seen["errors"], seen["errors"]
+
+
+def test_enable_mode_not_admin_explains_how_to_become_admin(context, make_host):
+    # Listening beyond loopback: a local browser is not trusted as admin.
+    host = make_host(listen="0.0.0.0", env={"COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD})
+    key = _admin_session(host).post(host.url("/api/keys"), json={"name": "scripts"}, timeout=10).json()
+    page = context.new_page()
+    seen = watch(page)
+    open_panel(page, host)
+
+    help_box = page.get_by_test_id("become-admin")
+    help_box.wait_for()
+    text = help_box.inner_text()
+    assert "Not signed in" in page.get_by_test_id("principal").inner_text()
+    assert "Sign in with the admin password" in text
+    assert "machine ComfyUI runs on" in text
+    assert f"python custom_nodes/{FOLDER} create-key --name admin --admin" in text
+    assert "does not treat local requests as admin" in text
+    assert not api_calls(seen, r"/api/keys"), "no key list request that would only fail"
+    assert not page.locator(".p-toast-message").count(), "explained, not shown as errors"
+    screenshot(page, "panel-not-admin.png")
+
+    # a wrong password is an error toast with the server's message
+    help_box.get_by_role("button", name="Sign in now").click()
+    form = page.get_by_role("form", name="Sign in")
+    form.locator("input[type=password]").fill("not the password")
+    form.get_by_role("button", name="Sign in").click()
+    toast(page, "error", "wrong password or API key")
+
+    # a non-admin key: own usage, still the explanation
+    form.get_by_role("radio", name="API key").check()
+    form.locator("input[type=password]").fill(key["api_key"])
+    form.get_by_role("button", name="Sign in").click()
+    page.get_by_test_id("own-usage").get_by_test_id("usage").wait_for()
+    assert "Key holder" in page.get_by_test_id("principal").inner_text()
+    assert page.get_by_test_id("become-admin").is_visible()
+
+    # the admin password: the key manager appears
+    page.get_by_role("button", name="Sign in as admin").click()
+    form = page.get_by_role("form", name="Sign in")
+    form.locator("input[type=password]").fill(PASSWORD)
+    form.get_by_role("button", name="Sign in").click()
+    toast(page, "success", "signed in as admin")
+    row(page, "scripts").wait_for()
+    assert "signed in with the admin password" in page.get_by_test_id("principal").inner_text()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_test_id("become-admin").wait_for()
+    assert not seen["errors"], seen["errors"]
+
+
+def _admin_session(host):
+    session = requests.Session()
+    assert session.post(host.url("/api/auth/login"), json={"password": PASSWORD}, timeout=10).status_code == 200
+    return session
+
+
+# ---- layout, theme, keyboard, scale ----------------------------------------------------------
+
+def test_320px_wide_sidebar_does_not_overflow(context, host):
+    long_name = "averyveryverylongkeynamewithoutanyspacesatall" * 2
+    key = host.create_key(long_name, rate_limit=1_000_000_000,
+                          metadata={"url": "https://example.com/" + "path/" * 30, "nested": {"a": [1, 2, 3]}})
+    host.create_key("short", rate_limit=0)
+    use_key(host, key["api_key"], 3)
+    page = context.new_page()
+    open_panel(page, host)
+    # the stand-in's sidebar is 360 px wide; ComfyUI's can be made narrower
+    page.add_style_tag(content=".sidebar-panel { width: 320px !important; }")
+    row(page, long_name).locator(".cak-row-main").click()
+    row(page, long_name).get_by_test_id("usage").locator(".cak-chart").wait_for()
+
+    def overflow():
+        return page.evaluate("""() => {
+            const panel = document.querySelector('.sidebar-panel');
+            const root = document.querySelector('.cak-root');
+            const right = panel.getBoundingClientRect().right;
+            const outside = [...root.querySelectorAll('*')]
+                .filter(e => e.getClientRects().length && e.getBoundingClientRect().right > right + 0.5)
+                .map(e => e.className || e.tagName);
+            return {panelWidth: panel.clientWidth, root: [root.scrollWidth, root.clientWidth],
+                    panel: [panel.scrollWidth, panel.clientWidth], outside};
+        }""")
+
+    result = overflow()
+    assert result["panelWidth"] <= 320
+    assert result["root"][0] <= result["root"][1], result
+    assert result["panel"][0] <= result["panel"][1], result
+    assert not result["outside"], result
+    screenshot(page, "panel-320px.png")
+
+    # the dialogs fit a narrow window too
+    page.set_viewport_size({"width": 340, "height": 700})
+    page.get_by_role("button", name="New key").click()
+    dialog = page.get_by_role("dialog", name="New API key")
+    sizes = dialog.evaluate("d => [d.scrollWidth, d.clientWidth, d.getBoundingClientRect().right, innerWidth]")
+    assert sizes[0] <= sizes[1] and sizes[2] <= sizes[3], sizes
+    screenshot(page, "panel-320px-create-dialog.png")
+
+
+def test_dark_and_light_themes_follow_comfyui_variables(context, host):
+    key = host.create_key("theme check", rate_limit=20, metadata={"owner": "qa"})
+    use_key(host, key["api_key"], 5)
+    disabled = host.create_key("disabled one")
+    host.patch(f"/api/keys/{disabled['key_id']}", json={"is_active": False})
+    page = context.new_page()
+    page.set_viewport_size({"width": 1100, "height": 1250})
+    open_panel(page, host)
+    row(page, "theme check").locator(".cak-row-main").click()
+    row(page, "theme check").get_by_test_id("usage").locator(".cak-chart").wait_for()
+    for name, variables, light, fg in (("dark", DARK, False, "rgb(255, 255, 255)"),
+                                       ("light", LIGHT, True, "rgb(34, 34, 34)")):
+        set_theme(page, variables, light)
+        assert page.locator(".cak-title").evaluate("e => getComputedStyle(e).color") == fg
+        assert page.locator(".cak-filter input").evaluate("e => getComputedStyle(e).color") == (
+            "rgb(221, 221, 221)" if not light else "rgb(34, 34, 34)")
+        screenshot(page, f"panel-theme-{name}.png")
+
+
+def test_keyboard_only(context, host):
+    host.create_key("keyboard key")
+    page = context.new_page()
+    page.goto(host.base + "/")
+    page.wait_for_selector("body[data-comfy-ready=true]")
+    page.locator(".comfyui-api-auth-tab-button").focus()
+    page.keyboard.press("Enter")
+    page.get_by_test_id("key-count").filter(has_text="1 key").wait_for()
+
+    new_key = page.get_by_role("button", name="New key")
+    new_key.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # focus by keyboard: the ring must show
+    assert new_key.evaluate("e => e === document.activeElement")
+    assert new_key.evaluate("e => getComputedStyle(e).outlineStyle") == "solid"
+
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="New API key")
+    dialog.wait_for()
+    assert page.evaluate("document.activeElement.closest('.cak-field')?.querySelector('label')?.textContent") == "Name"
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+    assert new_key.evaluate("e => e === document.activeElement"), "focus returns to the opener"
+
+    # create a key with the keyboard alone, close the secret with Escape
+    page.keyboard.press("Enter")
+    page.keyboard.type("typed key")
+    page.keyboard.press("Enter")
+    shown = page.get_by_role("dialog", name="Key created: typed key")
+    shown.wait_for()
+    assert page.evaluate("document.activeElement.textContent").strip() == "Copy"
+    page.keyboard.press("Escape")
+    shown.wait_for(state="detached")
+    assert page.locator("dialog").count() == 0
+
+    toggle = row(page, "keyboard key").locator(".cak-row-main")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    assert toggle.get_attribute("aria-expanded") == "true"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent").strip() == "Edit"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent").strip() == "Delete"
+    page.keyboard.press("Enter")
+    confirm = page.get_by_role("dialog", name="Delete this API key?")
+    confirm.wait_for()
+    page.keyboard.press("Escape")
+    confirm.wait_for(state="detached")
+    assert len(host.get("/api/keys").json()["keys"]) == 2
+    toggle.focus()
+    page.keyboard.press("Space")
+    assert toggle.get_attribute("aria-expanded") == "false"
+
+
+def test_clipboard_fallback_without_navigator_clipboard(context, host):
+    page = context.new_page()
+    page.add_init_script("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
+    open_panel(page, host)
+    page.get_by_role("button", name="New key").click()
+    page.get_by_label("Name", exact=True).fill("fallback copy")
+    page.get_by_role("button", name="Create key").click()
+    shown = page.get_by_role("dialog", name="Key created: fallback copy")
+    shown.get_by_role("button", name="Copy").click()
+    toast(page, "success", "clipboard")
+    shown.get_by_role("button", name="Done").click()
+    shown.wait_for(state="detached")
+
+
+def test_a_few_hundred_keys(context, host):
+    for i in range(320):
+        host.create_key(f"bulk key {i:03d}", rate_limit=100 + i)
+    page = context.new_page()
+    seen = watch(page)
+    started = time.monotonic()
+    open_panel(page, host)
+    page.get_by_test_id("key-count").filter(has_text="320 keys").wait_for()
+    assert time.monotonic() - started < 5
+    assert page.locator(".cak-row").count() == 200  # the rest behind "Show more"
+    page.get_by_role("button", name=re.compile(r"Show 120 more")).click()
+    assert page.locator(".cak-row").count() == 320
+
+    page.get_by_label("Sort").select_option("name")
+    first = page.locator(".cak-row .cak-name-text").first.text_content()
+    assert first == "bulk key 000"
+    page.get_by_role("button", name=re.compile("Ascending")).click()
+    assert page.locator(".cak-row .cak-name-text").first.text_content() == "bulk key 319"
+
+    page.get_by_label("Filter keys by name").fill("key 31")
+    page.get_by_test_id("key-count").filter(has_text="10 of 320 keys match").wait_for()
+    assert page.locator(".cak-row").count() == 10
+    page.get_by_label("Filter keys by name").fill("no such key")
+    page.get_by_text("No key matches this filter.").wait_for()
+
+    per_row = api_calls(seen, r"/api/keys/")
+    assert not per_row, f"per-row requests: {per_row[:3]}"
+    assert len(api_calls(seen, r"/api/keys$")) == 1
