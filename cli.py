@@ -51,6 +51,11 @@ def _open(options):
     return database, url
 
 
+def _audit(database, action, target="", **detail):
+    repository.write_audit(database, [{"at": time.time(), "actor": "cli", "client": "command line",
+                                       "action": action, "target": target, "detail": detail}])
+
+
 def _key_json(record) -> dict:
     return {"key_id": record.key_id, "name": record.name, "prefix": record.prefix,
             "rate_limit": record.rate_limit, "is_active": record.is_active,
@@ -71,6 +76,7 @@ def cmd_create_key(options, database):
     record = repository.create_key(
         database, key_id=key_format.generate_key_id(), key_hash=key_format.hash_key(plaintext),
         prefix=key_format.display_prefix(plaintext), now=time.time(), **fields)
+    _audit(database, "key_create", record.key_id, name=record.name, scopes=list(record.scopes))
     if options.json:
         print(json.dumps({**_key_json(record), "api_key": plaintext}))
     else:
@@ -93,6 +99,7 @@ def _change(options, database, changes, verb):
     record = repository.update_key(database, options.key_id, changes, time.time())
     if record is None:
         raise SystemExit(f"error: no key with key_id '{options.key_id}'")
+    _audit(database, "key_" + verb.rstrip("d"), record.key_id)
     print(f"{verb} {record.key_id} ({record.name})")
 
 
@@ -107,6 +114,7 @@ def cmd_enable_key(options, database):
 def cmd_delete_key(options, database):
     if repository.delete_key(database, options.key_id, time.time()) is None:
         raise SystemExit(f"error: no key with key_id '{options.key_id}'")
+    _audit(database, "key_delete", options.key_id)
     print(f"deleted {options.key_id}")
 
 
@@ -122,6 +130,7 @@ def cmd_set_password(options, database):
     except validation.InvalidInput as error:
         raise SystemExit(f"error: {error}")
     repository.set_admin_password_hash(database, passwords.hash_password(password))
+    _audit(database, "password_set", "admin")
     print("admin password set")
 
 

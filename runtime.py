@@ -18,6 +18,8 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import peewee
+
 from .auth import keys as key_format
 from .auth import passwords
 from .auth.config import ConfigError, Settings, load_settings
@@ -37,8 +39,8 @@ ACTIVE = None  # the runtime installed into ComfyUI, for the nodes
 DB_FILE_NAME = "auth.db"
 
 
-class Unavailable(RuntimeError):
-    """The package cannot serve safely (bad config, database down)."""
+class StorageUnavailable(RuntimeError):
+    """A database call failed (disk full, read-only, unreachable): answer 503."""
 
 
 def default_data_dir() -> str:
@@ -63,6 +65,7 @@ class AuthRuntime:
         self.environ = os.environ if environ is None else environ
         self.settings = Settings()
         self.problem: str | None = None  # set => answer 503 and say why
+        self.degraded: str | None = None  # writes failing => answer 503 until a flush succeeds
         self.ready = False
         self.database = None
         self.policy = AccessPolicy("enable")
@@ -108,7 +111,11 @@ class AuthRuntime:
 
     async def run_db(self, function, *args, **kwargs):
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: function(self.database, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._executor, lambda: function(self.database, *args, **kwargs))
+        except peewee.PeeweeException as error:
+            log.error("[api-auth] database call %s failed: %s: %s", function.__name__, type(error).__name__, error)
+            raise StorageUnavailable(f"{type(error).__name__}: {error}") from None
 
     async def start(self):
         if self.problem or not self.settings.enabled:
@@ -148,12 +155,19 @@ class AuthRuntime:
             self.prompt_limiter.seed(key_pk, window_start(now), queued)
         if self.settings.admin_password:
             self._apply_env_password(self.settings.admin_password)
+        last_mode = repository.get_meta_text(self.database, "last_mode")
+        if last_mode != self.settings.mode:
+            repository.set_meta_text(self.database, "last_mode", self.settings.mode)
+            repository.write_audit(self.database, [{"at": now, "actor": "config", "action": "mode_change",
+                                                    "target": self.settings.mode, "detail": {"from": last_mode}}])
         self.admin_password_set = repository.get_admin_password_hash(self.database) is not None
 
     def _apply_env_password(self, password: str):
         current = repository.get_admin_password_hash(self.database)
         if not passwords.check_password(password, current):
             repository.set_admin_password_hash(self.database, passwords.hash_password(password))
+            repository.write_audit(self.database, [{"at": self.clock(), "actor": "config", "action": "password_set",
+                                                    "target": "admin", "detail": {"source": "environment"}}])
             log.info("[api-auth] admin password set from COMFYUI_API_AUTH_ADMIN_PASSWORD")
 
     async def stop(self):
@@ -238,9 +252,16 @@ class AuthRuntime:
         batch = self._drain()
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
-        except Exception:
+        except Exception as error:
             self._restore(batch)  # keep the counts for the next try rather than lose them
+            if self.degraded is None:
+                log.error("[api-auth] cannot write usage to the database (%s: %s): answering 503 to every "
+                          "request until it works again", type(error).__name__, error)
+            self.degraded = f"database writes fail: {type(error).__name__}"
             raise
+        if self.degraded is not None:
+            log.warning("[api-auth] database writes work again; serving requests")
+            self.degraded = None
 
     def _drain(self):
         cells, last_used = self.usage.drain()

@@ -29,6 +29,8 @@ BUILTIN_RULES = {
     ("/auth/password", None): ADMIN,
     ("/auth/settings", None): ADMIN,
     ("/usage/all", None): ADMIN,
+    ("/audit", None): ADMIN,
+    ("/auth/openapi.json", None): ADMIN,
     ("/usage", "GET"): KEY_HOLDER,
 }
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from ..auth import keys as key_format
 from ..auth import validation
 from .login_page import LOGIN_PAGE
+from .keys_api import audit
 from .middleware import SESSION_COOKIE, current_principal
 from .responses import BodyError, error, invalid, read_json
 
@@ -52,10 +53,14 @@ class AuthApi:
             return exc.response
         except validation.InvalidInput as exc:
             return invalid(exc)
+        method = "password" if "password" in body else "api_key"
         if kind is None:
             runtime.login_throttle.failed(client, time.time())
+            audit(runtime, request, "sign_in_failed", method=method)
             return error(401, "INVALID_CREDENTIALS", "wrong password or API key")
         runtime.login_throttle.succeeded(client)
+        target = runtime.keys_by_pk[key_pk].key_id if key_pk is not None else "admin"
+        audit(runtime, request, "sign_in", target, method=method)
         token = await runtime.open_session(kind, key_pk, client)
         body = {"ok": True, "kind": kind}
         if key_pk is not None:
@@ -92,6 +97,7 @@ class AuthApi:
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             await self.runtime.end_session(token)
+            audit(self.runtime, request, "sign_out")
         response = web.json_response({"ok": True, "message": "signed out"}, headers={"Cache-Control": "no-store"})
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
@@ -107,6 +113,7 @@ class AuthApi:
         except validation.InvalidInput as exc:
             return invalid(exc)
         await self.runtime.set_admin_password(password)
+        audit(self.runtime, request, "password_set")
         return web.json_response({"ok": True, "message": "admin password set"})
 
     def register(self, routes):

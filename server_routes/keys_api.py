@@ -32,8 +32,27 @@ def key_json(runtime, record: KeyRecord) -> dict:
     }
 
 
+def actor_of(principal) -> str:
+    """How the audit trail names whoever acted: never a secret."""
+    if principal.key is not None:
+        return f"key:{principal.key.key_id}"
+    return f"{principal.kind}:{principal.via}"
+
+
+def audit(runtime, request, action, target="", **detail):
+    runtime.audit(action, actor_of(current_principal.get()), request.remote or "", target, **detail)
+
+
 def _not_found(key_id: str):
     return error(404, "KEY_NOT_FOUND", f"no key with key_id '{key_id[:64]}'")
+
+
+def _bounded_int(text, field, default, low, high):
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or not low <= int(text) <= high:
+        raise validation.InvalidInput(field, f"'{field}' must be an integer from {low} to {high}")
+    return int(text)
 
 
 class KeysApi:
@@ -51,6 +70,8 @@ class KeysApi:
         except validation.InvalidInput as exc:
             return invalid(exc)
         record, plaintext = await self.runtime.create_key(**fields)
+        audit(self.runtime, request, "key_create", record.key_id, name=record.name,
+              rate_limit=record.rate_limit, scopes=list(record.scopes))
         body = key_json(self.runtime, record)
         body.update(api_key=plaintext, message=CREATED_MESSAGE)
         return web.json_response(body, headers={"Cache-Control": "no-store"})
@@ -83,6 +104,8 @@ class KeysApi:
         record = await self.runtime.update_key(key_id, changes)
         if record is None:
             return _not_found(key_id)
+        action = {False: "key_disable", True: "key_enable"}.get(changes.get("is_active"), "key_update")
+        audit(self.runtime, request, action, key_id, fields=sorted(changes))
         body = key_json(self.runtime, record)
         body["message"] = "API key updated."
         return web.json_response(body)
@@ -92,6 +115,7 @@ class KeysApi:
         record = await self.runtime.delete_key(key_id)
         if record is None:
             return _not_found(key_id)
+        audit(self.runtime, request, "key_delete", key_id, name=record.name)
         return web.json_response({"key_id": key_id, "message": "API key deleted; it no longer works."})
 
     async def usage(self, request):
@@ -109,6 +133,14 @@ class KeysApi:
             "usage_stats": await self.runtime.usage_stats(record, days),
         })
 
+    async def audit_trail(self, request):
+        try:
+            limit = _bounded_int(request.query.get("limit"), "limit", 100, 1, 1000)
+            before = _bounded_int(request.query.get("before"), "before", None, 1, 2**62)
+        except validation.InvalidInput as exc:
+            return invalid(exc)
+        return web.json_response({"events": await self.runtime.audit_events(limit, before)})
+
     def register(self, routes):
         routes.post("/keys")(self.create)
         routes.get("/keys")(self.list)
@@ -116,3 +148,4 @@ class KeysApi:
         routes.patch("/keys/{key_id}")(self.update)
         routes.delete("/keys/{key_id}")(self.delete)
         routes.get("/usage")(self.usage)
+        routes.get("/audit")(self.audit_trail)

@@ -17,6 +17,7 @@ from aiohttp import web
 from ..auth import keys as key_format
 from ..auth import policy as access
 from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, PASSWORD_ADMIN, for_key
+from ..runtime import StorageUnavailable
 from .prompt_gate import PROMPT_TEMPLATES, PromptGate
 from .responses import error
 
@@ -178,9 +179,9 @@ def create_middleware(runtime, gate: PromptGate):
 
     @web.middleware
     async def api_auth_middleware(request, handler):
-        if runtime.problem is not None or not runtime.ready:
+        if runtime.problem is not None or runtime.degraded is not None or not runtime.ready:
             return error(503, "AUTH_UNAVAILABLE", "API key authentication is not available: "
-                         + (runtime.problem or "starting"))
+                         + (runtime.problem or runtime.degraded or "starting"))
         headers = request.headers
         # A CORS preflight carries no credentials by design; ComfyUI's
         # CORS/origin middleware answers it.
@@ -198,13 +199,14 @@ def create_middleware(runtime, gate: PromptGate):
             return denied.response
         token = current_principal.set(principal)
         try:
-            key = principal.key
             queues_prompt = template in PROMPT_TEMPLATES and request.method == "POST"
-            if key is None:
-                if queues_prompt:
-                    return await gate.run(request, handler, principal, now)
-                return await handler(request)
-            return await _limited(request, handler, principal, template, now, queues_prompt)
+            if principal.key is not None:
+                return await _limited(request, handler, principal, template, now, queues_prompt)
+            if queues_prompt:
+                return await gate.run(request, handler, principal, now)
+            return await handler(request)
+        except StorageUnavailable as failure:
+            return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
         finally:
             current_principal.reset(token)
 
@@ -232,9 +234,9 @@ def create_middleware(runtime, gate: PromptGate):
             status = response.status
             if not response.prepared:
                 headers = response.headers
-                for name, value in rate_headers.items():
+                for header, value in rate_headers.items():
                     # a prompt-limit 429 already describes the limit that refused it
-                    headers.setdefault(name, value)
+                    headers.setdefault(header, value)
             return response
         except web.HTTPException as exc:
             status = exc.status

@@ -160,6 +160,18 @@ def purge_sessions(database, now: float) -> int:
     return Session.delete().where((Session.expires_at <= now) | (Session.ended_at < now - 86400)).execute()
 
 
+# ---- named values ---------------------------------------------------------------------
+
+def get_meta_text(database, name: str):
+    row = Meta.get_or_none(Meta.name == name)
+    return row.text if row else None
+
+
+def set_meta_text(database, name: str, text: str):
+    (Meta.insert(name=name, text=text)
+     .on_conflict(conflict_target=[Meta.name], update={Meta.text: text}).execute())
+
+
 # ---- admin password ---------------------------------------------------------------
 
 def get_admin_password_hash(database) -> bytes | None:
