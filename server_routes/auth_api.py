@@ -1,5 +1,6 @@
 """Sign-in, sign-out, status, the admin password, and the login page."""
 
+import os
 import time
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from .middleware import SESSION_COOKIE, current_principal
 from .responses import BodyError, error, invalid, read_json
 
 LOGIN_FIELDS = frozenset({"password", "api_key"})
+OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
 
 
 def _client(request) -> str:
@@ -116,7 +118,12 @@ class AuthApi:
         audit(self.runtime, request, "password_set")
         return web.json_response({"ok": True, "message": "admin password set"})
 
+    async def openapi(self, request):
+        """The OpenAPI 3 description of every route this package adds (admins only)."""
+        return web.FileResponse(OPENAPI_PATH, headers={"Content-Type": "application/json"})
+
     def register(self, routes):
+        routes.get("/auth/openapi.json")(self.openapi)
         routes.get("/login")(self.login_page)
         routes.get("/auth/status")(self.status)
         routes.post("/auth/login")(self.login)
