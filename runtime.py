@@ -26,7 +26,7 @@ from .auth.config import ConfigError, Settings, load_settings
 from .auth.jobs import INTERRUPTED, JobTracker, outcome_from_history, summarize_jobs
 from .auth.policy import AccessPolicy
 from .auth.principals import KeyRecord
-from .auth.ratelimit import HourlyLimiter, window_start
+from .auth.ratelimit import HourlyLimiter, SharedQuota, window_start
 from .auth.throttle import AttemptThrottle
 from .auth.usage import UsageAggregator, summarize
 from .storage import database as db_open
@@ -74,6 +74,8 @@ class AuthRuntime:
         self.keys_by_pk: dict[int, KeyRecord] = {}
         self.sessions: dict[str, tuple] = {}  # token hash -> (kind, key pk, expires at)
         self.limiter = HourlyLimiter()
+        self.quota: SharedQuota | None = None  # set when several processes share the limits
+        self._claims: dict[int, asyncio.Future] = {}
         self.prompt_limiter = HourlyLimiter()  # queued workflows per hour, per key
         self.jobs = JobTracker()
         self.prompt_queue = lambda: None  # set by install: ComfyUI's PromptQueue, once it exists
@@ -129,6 +131,9 @@ class AuthRuntime:
         except Exception as error:  # noqa: BLE001 - any failure must fail closed
             self.fail(f"cannot open database {db_open.describe(self.db_url)}: {type(error).__name__}: {error}")
             return
+        shared = self.settings.shared_limits
+        if shared == "on" or (shared == "auto" and not self.db_url.startswith("sqlite")):
+            self.quota = SharedQuota()
         self.ready = True
         self._tasks = [
             asyncio.ensure_future(self._every(self.settings.refresh_interval, self.refresh)),
@@ -197,6 +202,28 @@ class AuthRuntime:
                 raise
             except Exception as error:  # noqa: BLE001 - keep the loop alive, say what broke
                 log.warning("[api-auth] background %s failed: %s: %s", job.__name__, type(error).__name__, error)
+
+    # ---- limits shared across processes ------------------------------------------
+
+    async def claim_quota(self, key: KeyRecord, now: float):
+        """Claim the next batch of a key's hourly quota; concurrent callers share one claim."""
+        claim = self._claims.get(key.pk)
+        if claim is None:
+            claim = asyncio.ensure_future(self._claim(key, now))
+            self._claims[key.pk] = claim
+            claim.add_done_callback(lambda _: self._claims.pop(key.pk, None))
+        await asyncio.shield(claim)
+
+    async def _claim(self, key: KeyRecord, now: float):
+        window = window_start(now)
+        want = self.quota.batch_size(key.pk, key.rate_limit, now)
+        granted, claimed = await self.run_db(repository.claim_quota, key.pk, window, want, key.rate_limit)
+        self.quota.grant(key.pk, window, granted, claimed)
+
+    def requests_this_hour(self, key_pk: int, now: float) -> int:
+        if self.quota is not None:
+            return self.quota.used(key_pk, now)
+        return self.limiter.used(key_pk, now)
 
     # ---- caches ------------------------------------------------------------------
 
@@ -326,6 +353,8 @@ class AuthRuntime:
         if record is not None:
             self._forget(record.pk)
             self.limiter.forget(record.pk)
+            if self.quota is not None:
+                self.quota.forget(record.pk)
         return record
 
     async def usage_stats(self, record: KeyRecord, days: int) -> dict:

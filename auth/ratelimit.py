@@ -71,3 +71,54 @@ class HourlyLimiter:
 
     def forget(self, key_pk: int):
         self._used.pop(key_pk, None)
+
+
+class SharedQuota:
+    """Hourly limits shared by several processes through the database.
+
+    Each process claims quota from the database in batches and spends it
+    locally, so the database is consulted once per batch, not per request.
+    Batches shrink as the hour's quota runs out (an eighth of what is left,
+    at most ``max_batch``), so quota stranded in a process that goes idle is
+    small and the processes together admit at most L, and close to L when
+    they all have demand.
+    """
+
+    NEED_MORE = None
+
+    def __init__(self, max_batch: int = 1000):
+        self.max_batch = max_batch
+        self._state: dict[int, list] = {}  # key pk -> [window, granted, used, claimed globally]
+
+    def take(self, key_pk: int, limit: int, now: float):
+        """(allowed, remaining, reset_at), or NEED_MORE when a claim is due."""
+        window = int(now) // WINDOW_SECONDS * WINDOW_SECONDS
+        state = self._state.get(key_pk)
+        if state is None or state[0] != window:
+            return self.NEED_MORE
+        reset_at = window + WINDOW_SECONDS
+        if state[2] < state[1]:
+            state[2] += 1
+            return True, max(0, limit - state[3]) + state[1] - state[2], reset_at
+        if state[3] >= limit:
+            return False, 0, reset_at
+        return self.NEED_MORE
+
+    def batch_size(self, key_pk: int, limit: int, now: float) -> int:
+        state = self._state.get(key_pk)
+        claimed = state[3] if state is not None and state[0] == window_start(now) else 0
+        return max(1, min(self.max_batch, (limit - claimed) // 8))
+
+    def grant(self, key_pk: int, window: int, granted: int, claimed_total: int):
+        state = self._state.get(key_pk)
+        if state is None or state[0] != window:
+            state = self._state[key_pk] = [window, 0, 0, 0]
+        state[1] += granted
+        state[3] = max(state[3], claimed_total)
+
+    def used(self, key_pk: int, now: float) -> int:
+        state = self._state.get(key_pk)
+        return state[2] if state is not None and state[0] == window_start(now) else 0
+
+    def forget(self, key_pk: int):
+        self._state.pop(key_pk, None)

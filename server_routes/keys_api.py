@@ -28,7 +28,8 @@ def key_json(runtime, record: KeyRecord) -> dict:
         "is_active": record.is_active,
         "metadata": record.metadata,
         "scopes": list(record.scopes),
-        "requests_this_hour": runtime.limiter.used(record.pk, now),
+        "job_limits": {"prompts_per_hour": record.prompts_per_hour, "max_waiting": record.max_waiting},
+        "requests_this_hour": runtime.requests_this_hour(record.pk, now),
     }
 
 
@@ -129,7 +130,7 @@ class KeysApi:
             "key_id": record.key_id,
             "key_name": record.name,
             "rate_limit": record.rate_limit,
-            "requests_this_hour": self.runtime.limiter.used(record.pk, time.time()),
+            "requests_this_hour": self.runtime.requests_this_hour(record.pk, time.time()),
             "usage_stats": await self.runtime.usage_stats(record, days),
         })
 

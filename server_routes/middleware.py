@@ -210,9 +210,21 @@ def create_middleware(runtime, gate: PromptGate):
         finally:
             current_principal.reset(token)
 
+    async def _take_shared(key, now):
+        """Spend from this process's batch; claim another from the database when it runs out."""
+        for _ in range(5):
+            result = runtime.quota.take(key.pk, key.rate_limit, now)
+            if result is not None:
+                return result
+            await runtime.claim_quota(key, now)
+        return False, 0, int(now) // 3600 * 3600 + 3600
+
     async def _limited(request, handler, principal, template, now, queues_prompt):
         key = principal.key
-        allowed, remaining, reset_at = runtime.limiter.hit(key.pk, key.rate_limit, now)
+        if runtime.quota is None:
+            allowed, remaining, reset_at = runtime.limiter.hit(key.pk, key.rate_limit, now)
+        else:
+            allowed, remaining, reset_at = await _take_shared(key, now)
         rate_headers = {
             "X-RateLimit-Limit": str(key.rate_limit),
             "X-RateLimit-Remaining": str(remaining),

@@ -216,6 +216,24 @@ def write_rate_counts(database, pending: dict):
              .execute())
 
 
+def claim_quota(database, key_pk: int, window: int, want: int, limit: int) -> tuple[int, int]:
+    """Take up to ``want`` requests of a key's hourly quota for this process.
+
+    Returns (granted, claimed so far by all processes). The row is locked for
+    the transaction, so concurrent claims never hand out more than ``limit``.
+    """
+    with _write_transaction(database):
+        RateWindow.insert(key_pk=key_pk, window=window, used=0).on_conflict_ignore().execute()
+        query = RateWindow.select().where((RateWindow.key_pk == key_pk) & (RateWindow.window == window))
+        if not isinstance(database, peewee.SqliteDatabase):
+            query = query.for_update()
+        row = query.get()
+        granted = max(0, min(want, limit - row.used))
+        if granted:
+            RateWindow.update(used=RateWindow.used + granted).where(RateWindow.id == row.id).execute()
+    return granted, row.used + granted
+
+
 def rate_counts(database, window: int) -> dict:
     return {row.key_pk: row.used for row in RateWindow.select().where(RateWindow.window == window)}
 

@@ -20,6 +20,31 @@ import requests
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST_DIR = os.path.join(REPO, "tests", "comfyui_host")
 PACKAGE = "comfyui_api_auth"
+# Set to a PostgreSQL server URL (e.g. postgresql://comfy:comfy@127.0.0.1:5432/postgres)
+# to run every server of the suite on its own fresh PostgreSQL database.
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+ON_POSTGRES = POSTGRES_URL.startswith("postgres")
+sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="checks the SQLite file itself")
+
+
+def _postgres(statement):
+    import psycopg2
+    connection = psycopg2.connect(POSTGRES_URL)
+    connection.autocommit = True
+    try:
+        connection.cursor().execute(statement)
+    finally:
+        connection.close()
+
+
+def fresh_postgres_database() -> str:
+    name = "apiauth_" + os.urandom(6).hex()
+    _postgres(f"CREATE DATABASE {name}")
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_postgres_database(url: str):
+    _postgres(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
 def load_package():
@@ -38,6 +63,25 @@ def package_module(name: str):
     return importlib.import_module(f"{PACKAGE}.{name}")
 
 
+def query_database(host, sql):
+    """Rows of a query against a host's database (SQLite file or PostgreSQL)."""
+    if host.own_database or host.env.get("COMFYUI_API_AUTH_DB", "").startswith("postgres"):
+        import psycopg2
+        connection = psycopg2.connect(host.own_database or host.env["COMFYUI_API_AUTH_DB"])
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql)
+            return cursor.fetchall()
+        finally:
+            connection.close()
+    import sqlite3
+    connection = sqlite3.connect(os.path.join(host.user_dir, "__api_auth", "auth.db"))
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -51,6 +95,9 @@ class Host:
         self.workdir = str(workdir)
         self.user_dir = os.path.join(self.workdir, "user")
         self.env = dict(env or {})
+        self.own_database = None
+        if ON_POSTGRES and "COMFYUI_API_AUTH_DB" not in self.env:
+            self.own_database = self.env["COMFYUI_API_AUTH_DB"] = fresh_postgres_database()
         self.listen = listen
         self.extra_args = list(extra_args)
         self.port = free_port()
@@ -89,6 +136,13 @@ class Host:
             except requests.ConnectionError:
                 time.sleep(0.05)
         raise RuntimeError("host did not start:\n" + self.log())
+
+    def cli(self, *args, check=True):
+        """Run the package's command line against this server's database."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI_API_AUTH")}
+        env.update(self.env)
+        return subprocess.run([sys.executable, REPO, "--user-directory", self.user_dir, *args],
+                              capture_output=True, text=True, check=check, env=env)
 
     def log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as handle:
@@ -148,6 +202,8 @@ def make_host(tmp_path):
     yield make
     for host in hosts:
         host.stop()
+        if host.own_database:
+            drop_postgres_database(host.own_database)
 
 
 @pytest.fixture

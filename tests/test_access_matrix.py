@@ -86,17 +86,14 @@ class Fleet:
 
     @staticmethod
     def _cli(host, *args):
-        result = subprocess.run([sys.executable, REPO, "--user-directory", host.user_dir, *args, "--json"],
-                                capture_output=True, text=True, check=True)
         import json
-        return json.loads(result.stdout)
+        return json.loads(host.cli(*args, "--json").stdout)
 
     def _bootstrap(self, host):
         admin = self._cli(host, "create-key", "--name", "admin", "--admin", "--rate-limit", "1000000")
         plain = self._cli(host, "create-key", "--name", "plain", "--rate-limit", "1000000")
         disabled = self._cli(host, "create-key", "--name", "off", "--rate-limit", "1000000")
-        subprocess.run([sys.executable, REPO, "--user-directory", host.user_dir, "disable-key",
-                        disabled["key_id"]], check=True, capture_output=True)
+        host.cli("disable-key", disabled["key_id"])
         host.start()
         return {"admin": admin["api_key"], "plain": plain["api_key"], "disabled": disabled["api_key"],
                 "admin_session": self._login(host, {"password": PASSWORD}),
@@ -123,8 +120,11 @@ class Fleet:
         }[principal]
 
     def stop(self):
+        from conftest import drop_postgres_database
         for host in self.hosts.values():
             host.stop()
+            if host.own_database:
+                drop_postgres_database(host.own_database)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import json
 import pytest
 import requests
 
+from conftest import sqlite_only
+
 PREFIXES = ["/api", ""]  # ComfyUI serves every route as /x and /api/x
 
 
@@ -170,10 +172,7 @@ def test_usage_without_a_key_is_401_even_for_the_local_admin(host):
 def test_a_plain_key_cannot_manage_keys_but_an_admin_key_can(make_host):
     exposed = make_host(listen="0.0.0.0", env={})
     # no local trust here: bootstrap with the command line, as on a headless server
-    import subprocess, sys
-    from conftest import REPO
-    output = subprocess.run([sys.executable, REPO, "--user-directory", exposed.user_dir, "create-key",
-                             "--name", "ops", "--admin", "--json"], capture_output=True, text=True, check=True)
+    output = exposed.cli("create-key", "--name", "ops", "--admin", "--json")
     admin_key = json.loads(output.stdout)["api_key"]
     exposed.restart()  # or wait for the refresh; restart is quicker to reason about
     admin = {"Authorization": f"Bearer {admin_key}"}
@@ -199,6 +198,7 @@ def test_acknowledged_create_survives_kill_9_and_delete_stays_deleted(host):
     assert host.get("/api/usage", headers={"X-API-Key": doomed["api_key"]}).status_code == 401
 
 
+@sqlite_only
 def test_data_lives_in_the_user_directory_not_userdata(host):
     import os
     assert os.path.exists(os.path.join(host.user_dir, "__api_auth", "auth.db"))
@@ -208,6 +208,7 @@ def test_data_lives_in_the_user_directory_not_userdata(host):
         assert b"SQLite format" not in response.content
 
 
+@sqlite_only
 def test_database_url_setting_is_used(make_host, tmp_path):
     path = tmp_path / "elsewhere" / "keys.db"
     server = make_host(env={"COMFYUI_API_AUTH_DB": f"sqlite:///{path}"})

@@ -8,6 +8,7 @@ delete; server errors as toasts; a key holder's own view in require mode; the
 Screenshots go to tests/artifacts/ (gitignored).
 """
 
+import datetime
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import pytest
 import requests
 
 from browser_support import launch_chromium, screenshot
-from conftest import REPO
+from conftest import REPO, package_module
 
 pytestmark = pytest.mark.browser
 
@@ -80,6 +81,10 @@ def toast(page, severity, text):
 
 def row(page, name):
     return page.locator(".cak-row", has=page.locator(".cak-name-text", has_text=re.compile(f"^{re.escape(name)}$")))
+
+
+def no_dialog(page):
+    page.wait_for_function("!document.querySelector('dialog')")
 
 
 def secret_is_gone(page, secret):
@@ -163,6 +168,7 @@ def test_key_lifecycle_through_the_panel(context, host):
 
     page.keyboard.press("Escape")  # Escape closes the dialog
     shown.wait_for(state="detached")
+    no_dialog(page)
     assert secret_is_gone(page, secret)
     page.evaluate("navigator.clipboard.writeText('')")
     copied = None
@@ -187,7 +193,7 @@ def test_key_lifecycle_through_the_panel(context, host):
     assert "6 succeeded" in usage.inner_text() and "2 failed" in usage.inner_text()
     endpoints = usage.locator(".cak-endpoints li").all_inner_texts()
     assert any("GET /usage" in e and "8" in e and "2 failed" in e for e in endpoints), endpoints
-    screenshot(row(page, "nightly batch"), "panel-usage-chart.png")
+    screenshot(row(page, "nightly batch"), "panel-usage-today.png")
     row(page, "nightly batch").locator(".cak-row-main").click()
 
     # edit: rename, change the limit
@@ -200,6 +206,7 @@ def test_key_lifecycle_through_the_panel(context, host):
     edit.get_by_role("button", name="Save").click()
     toast(page, "success", "CI render bot v2")
     edit.wait_for(state="detached")
+    assert page.evaluate("document.activeElement.textContent").strip() == "Edit", "focus back on Edit"
     server = host.get(f"/api/keys/{created['key_id']}").json()
     assert server["name"] == "CI render bot v2" and server["rate_limit"] == 500
     assert server["metadata"] == {"team": "render", "env": "ci"}
@@ -234,6 +241,103 @@ def test_key_lifecycle_through_the_panel(context, host):
     assert not page.locator(".p-toast-message-error").count()
     assert not seen["errors"], seen["errors"]
     assert secret_is_gone(page, secret)
+
+
+def test_usage_chart_shows_thirty_days(context, host):
+    """The server cannot backdate usage, so the key's real answer gets a month of
+    history added on its way to the page; the chart must draw what it is given."""
+    key = host.create_key("chart key", rate_limit=1000)
+    assert use_key(host, key["api_key"], 3) == [200] * 3
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    history = {(today - datetime.timedelta(days=back)).isoformat(): count
+               for back, count in [(0, 3), (1, 12), (3, 4), (5, 40), (6, 18), (9, 7), (14, 22), (20, 25),
+                                   (21, 9), (29, 1), (31, 500)]}  # 31 days back: outside the window
+    endpoints = [{"method": "POST", "route": "/prompt", "requests": 90, "successful": 84, "failed": 6},
+                 {"method": "GET", "route": "/history/{prompt_id}", "requests": 30, "successful": 30, "failed": 0},
+                 {"method": "GET", "route": "/view", "requests": 16, "successful": 15, "failed": 1},
+                 {"method": "GET", "route": "/usage", "requests": 3, "successful": 3, "failed": 0},
+                 {"method": "GET", "route": "/queue", "requests": 2, "successful": 2, "failed": 0},
+                 {"method": "GET", "route": "/system_stats", "requests": 1, "successful": 1, "failed": 0}]
+
+    def add_history(route):
+        response = route.fetch()
+        body = response.json()
+        body["usage_stats"].update(requests_per_day=history, endpoints=endpoints, total_requests=141,
+                                   successful_requests=134, failed_requests=7)
+        route.fulfill(response=response, json=body)
+
+    page = context.new_page()
+    page.route(re.compile(r".*/api/keys/[^/?]+\?days=30$"), add_history)
+    open_panel(page, host)
+    row(page, "chart key").locator(".cak-row-main").click()
+    usage = row(page, "chart key").get_by_test_id("usage")
+    chart = usage.locator(".cak-chart")
+    chart.wait_for()
+    bars = chart.evaluate("""svg => [...svg.querySelectorAll('rect')].map(r => ({
+        h: +r.getAttribute('height'), zero: r.classList.contains('cak-bar-zero'),
+        title: r.querySelector('title').textContent}))""")
+    assert len(bars) == 30
+    assert [b["zero"] for b in bars].count(False) == 10  # the day 31 back is not drawn
+    tallest = max(bars, key=lambda b: b["h"])
+    assert "40 requests" in tallest["title"] and tallest["h"] == 58
+    assert bars[-1]["title"].endswith("3 requests") and bars[0]["title"].endswith("1 requests")
+    assert "busiest day" in chart.get_attribute("aria-label") and "with 40" in chart.get_attribute("aria-label")
+    usage.get_by_text("Requests by day").click()
+    assert usage.locator(".cak-chart-table tbody tr").count() == 10
+    assert "134 succeeded" in usage.inner_text() and "7 failed (5.0%)" in usage.inner_text()
+    top = usage.locator(".cak-endpoints li").all_inner_texts()
+    assert len(top) == 5 and top[0].startswith("POST /prompt") and "6 failed" in top[0]
+    usage.get_by_text("Requests by day").click()
+    screenshot(row(page, "chart key"), "panel-usage-chart.png")
+
+
+def _nested(depth):
+    value = "leaf"
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def test_client_validation_matches_the_server(context, host):
+    """The panel's checks (web/api-keys-lib.js) accept exactly what auth/validation.py accepts."""
+    validation = package_module("auth.validation")
+    names = ["", "   ", "a", " padded ", "x" * 100, "x" * 101, " " + "y" * 100 + " ", "tab\there", "line\nbreak",
+             "\x85trimmed by python\x85", "é" * 100, "😀" * 100, "😀" * 101, "zero\u200bwidth", "del\x7f"]
+    metadata = [{}, {"a": "b"}, _nested(8), _nested(9), {"l": [[[[[[[["x"]]]]]]]]}, {"l": [[[[[[[[["x"]]]]]]]]]},
+                {"k": "x" * 16375}, {"k": "x" * 16376}, {"k": "é" * 8187}, {"k": "é" * 8188},
+                {"a": 1, "b": [1, 2, {"c": None}], "d": True}, [], "text"]
+    page = context.new_page()
+    page.goto(host.base + "/")
+    page.wait_for_selector("body[data-comfy-ready=true]")
+    client = page.evaluate("""async ([folder, names, metadata]) => {
+        const lib = await import(`/extensions/${folder}/api-keys-lib.js`);
+        const ok = (fn) => { try { return [true, fn()]; } catch (e) { return [false, e.message]; } };
+        return {
+            names: names.map(n => ok(() => lib.validateName(n))),
+            metadata: metadata.map(m => ok(() => lib.validateMetadata(m))[0]),
+            rates: ["0", "100", " 42 ", "1000000000", "1000000001", "-1", "1.5", "1e3", "", "abc", "0x10"]
+                .map(r => ok(() => lib.parseRateLimit(r))),
+            json: ['{"a": 1, "a": 2}', '{"a": {"b": 1, "b": 2}}', '{"a": [{"b": 1}, {"b": 2}]}', '{"a": "b", "c": "a"}',
+                   '[1]', 'null', '{"x": NaN}', '']
+                .map(j => ok(() => lib.parseMetadataJson(j))[0]),
+        };
+    }""", [FOLDER, names, metadata])
+
+    for name, (accepted, value) in zip(names, client["names"]):
+        try:
+            expected = validation.validate_name(name)
+        except validation.InvalidInput:
+            assert not accepted, (name, value)
+        else:
+            assert accepted and value == expected, (name, value)
+    for meta, accepted in zip(metadata, client["metadata"]):
+        try:
+            validation.validate_metadata(meta)
+            assert accepted, meta
+        except validation.InvalidInput:
+            assert not accepted, str(meta)[:80]
+    assert [r[1] if r[0] else None for r in client["rates"]] == [0, 100, 42, 1_000_000_000] + [None] * 7
+    assert client["json"] == [False, False, True, True, False, False, False, True]
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -277,6 +381,9 @@ def test_client_validation_then_server_errors_are_toasts(context, host):
     error = toast(page, "error", "'name' must be 1 to 100 characters after trimming")
     assert "Could not create the key" in error.inner_text()
     assert dialog.is_visible()  # the form stays, nothing is lost
+    # said in the dialog too (a modal makes the toasts inert for screen readers), at the field
+    assert "'name' must be 1 to 100 characters" in dialog.locator(".cak-field-error").first.inner_text()
+    assert name.get_attribute("aria-invalid") == "true"
     page.unroute("**/api/keys")
     screenshot(page, "panel-server-error-toast.png")
     dialog.get_by_role("button", name="Cancel").click()
@@ -383,6 +490,28 @@ def test_enable_mode_not_admin_explains_how_to_become_admin(context, make_host):
     assert not seen["errors"], seen["errors"]
 
 
+def test_admin_sets_the_admin_password_from_the_panel(context, host):
+    page = context.new_page()
+    open_panel(page, host)
+    assert requests.post(host.url("/api/auth/login"), json={"password": PASSWORD}, timeout=10).status_code == 401
+    page.get_by_role("button", name="Set admin password").click()
+    dialog = page.get_by_role("dialog", name="Admin password")
+    dialog.get_by_label("New admin password").fill("short")
+    dialog.get_by_label("Repeat the password").fill("short")
+    dialog.get_by_role("button", name="Save password").click()
+    assert "at least 8 characters" in dialog.inner_text()
+    dialog.get_by_label("New admin password").fill(PASSWORD)
+    dialog.get_by_label("Repeat the password").fill(PASSWORD + "x")
+    dialog.get_by_role("button", name="Save password").click()
+    assert "differ" in dialog.inner_text()
+    dialog.get_by_label("Repeat the password").fill(PASSWORD)
+    dialog.get_by_role("button", name="Save password").click()
+    toast(page, "success", "Admin password saved")
+    no_dialog(page)
+    assert requests.post(host.url("/api/auth/login"), json={"password": PASSWORD}, timeout=10).status_code == 200
+    page.get_by_role("button", name="Change admin password").wait_for()
+
+
 def _admin_session(host):
     session = requests.Session()
     assert session.post(host.url("/api/auth/login"), json={"password": PASSWORD}, timeout=10).status_code == 200
@@ -430,6 +559,24 @@ def test_320px_wide_sidebar_does_not_overflow(context, host):
     sizes = dialog.evaluate("d => [d.scrollWidth, d.clientWidth, d.getBoundingClientRect().right, innerWidth]")
     assert sizes[0] <= sizes[1] and sizes[2] <= sizes[3], sizes
     screenshot(page, "panel-320px-create-dialog.png")
+    dialog.get_by_role("button", name="Cancel").click()
+
+    # metadata that is more than flat text opens as JSON, and stays JSON
+    row(page, long_name).get_by_role("button", name="Edit").click()
+    edit = page.get_by_role("dialog", name=re.compile("^Edit"))
+    raw = edit.get_by_label("Metadata as JSON")
+    assert json.loads(raw.input_value()) == key["metadata"]
+    edit.get_by_role("button", name="Fields").click()
+    assert "not text" in edit.inner_text() and raw.is_visible()
+    raw.fill('{"url": "https://example.com/", "team": "a"}')
+    edit.get_by_role("button", name="Fields").click()
+    assert edit.get_by_label("Metadata key 2").input_value() == "team"
+    sizes = edit.evaluate("d => [d.scrollWidth, d.clientWidth]")
+    assert sizes[0] <= sizes[1], sizes
+    screenshot(page, "panel-320px-edit-dialog.png")
+    edit.get_by_role("button", name="Save").click()
+    toast(page, "success", "saved")
+    assert host.get(f"/api/keys/{key['key_id']}").json()["metadata"] == {"url": "https://example.com/", "team": "a"}
 
 
 def test_dark_and_light_themes_follow_comfyui_variables(context, host):
@@ -483,8 +630,8 @@ def test_keyboard_only(context, host):
     shown.wait_for()
     assert page.evaluate("document.activeElement.textContent").strip() == "Copy"
     page.keyboard.press("Escape")
-    shown.wait_for(state="detached")
-    assert page.locator("dialog").count() == 0
+    no_dialog(page)
+    assert new_key.evaluate("e => e === document.activeElement"), "focus returns to the panel"
 
     toggle = row(page, "keyboard key").locator(".cak-row-main")
     toggle.focus()
@@ -533,6 +680,15 @@ def test_a_few_hundred_keys(context, host):
     page.get_by_role("button", name=re.compile(r"Show 120 more")).click()
     assert page.locator(".cak-row").count() == 320
 
+    elapsed = page.evaluate("""() => {
+        const select = document.querySelector('.cak-sort select');
+        const started = performance.now();
+        select.value = 'name';
+        select.dispatchEvent(new Event('change'));
+        return performance.now() - started;
+    }""")
+    assert elapsed < 150, f"re-sorting 320 keys took {elapsed:.0f} ms"
+    page.get_by_label("Sort").select_option("created")
     page.get_by_label("Sort").select_option("name")
     first = page.locator(".cak-row .cak-name-text").first.text_content()
     assert first == "bulk key 000"

@@ -9,6 +9,8 @@ import aiohttp
 import pytest
 import requests
 
+from conftest import query_database
+
 PASSWORD = "correct horse battery staple"
 COOKIE = "comfyui_api_auth"
 
@@ -64,13 +66,9 @@ def test_sign_out_ends_the_session_on_the_server(locked):
 
 
 def test_sessions_are_stored_hashed_and_survive_a_restart(locked):
-    import os
-    import sqlite3
     session = admin_session(locked)
     token = session.cookies[COOKIE]
-    db = sqlite3.connect(os.path.join(locked.user_dir, "__api_auth", "auth.db"))
-    rows = db.execute("select token_hash from api_auth_sessions").fetchall()
-    db.close()
+    rows = query_database(locked, "select token_hash from api_auth_sessions")
     assert rows and all(token not in row[0] for row in rows)
     locked.restart()
     assert requests.get(locked.url("/api/system_stats"), cookies={COOKIE: token}).status_code == 200

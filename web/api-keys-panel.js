@@ -50,10 +50,11 @@ const srOnly = (text) => h("span", { class: "cak-sr-only", text });
 const glyph = (char) => h("span", { class: "cak-glyph", "aria-hidden": "true", text: char });
 
 class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, field) {
     super(message);
     this.status = status;
     this.code = code;
+    this.field = field; // the request field the server named, if any
   }
 }
 
@@ -136,7 +137,8 @@ class ApiKeysPanel {
     if (!response.ok) {
       const message = (data && typeof data.error === "string" && data.error)
         || `${response.status} ${response.statusText || "error"}`;
-      throw new ApiError(response.status, data?.error_code || "HTTP_" + response.status, message);
+      throw new ApiError(response.status, data?.error_code || "HTTP_" + response.status, message,
+        typeof data?.field === "string" ? data.field : undefined);
     }
     return data ?? {};
   }
@@ -506,9 +508,14 @@ class ApiKeysPanel {
       data = await this.request("/keys");
     } catch (error) {
       if (error?.name === "AbortError" || this.destroyed) return;
-      if (error.status === 401 || error.status === 403) {
+      if ((error.status === 401 || error.status === 403) && !this.rechecking) {
         // Signed out or lost admin meanwhile: show the status, not an error.
-        await this.refresh();
+        this.rechecking = true;
+        try {
+          await this.refresh();
+        } finally {
+          this.rechecking = false;
+        }
         return;
       }
       this.fail("Could not load the API keys", error);
@@ -689,7 +696,7 @@ class ApiKeysPanel {
     const failed = stats.failed_requests || 0;
     const days = stats.days || LIMITS.USAGE_DAYS;
     const series = dailySeries(stats.requests_per_day, days);
-    const failedShare = total ? ` (${((failed / total) * 100).toFixed(failed / total < 0.1 ? 1 : 0)}%)` : "";
+    const failedShare = failed ? ` (${((failed / total) * 100).toFixed(failed / total < 0.1 ? 1 : 0)}%)` : "";
     const titleId = uid("usage");
     const endpoints = (stats.endpoints || []).slice(0, TOP_ENDPOINTS);
     return h("section", { class: "cak-usage", "aria-labelledby": titleId, "data-testid": "usage" },
@@ -766,26 +773,33 @@ class ApiKeysPanel {
     },
     h("div", { class: "cak-dialog-head" },
       h("h2", { id: titleId, class: "cak-dialog-title", text: title }),
-      h("button", { type: "button", class: "cak-btn cak-btn-icon", "aria-label": "Close", onclick: () => dialog.close() }, glyph("\u00d7"))),
+      h("button", { type: "button", class: "cak-btn cak-btn-icon", "aria-label": "Close", onclick: () => handle.close() }, glyph("\u00d7"))),
     h("div", { class: "cak-dialog-body" }, body));
-    const handle = {
-      dialog,
-      close: () => {
-        if (dialog.open) dialog.close();
-      },
-    };
-    dialog.addEventListener("close", () => {
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
       this.dialogs.delete(handle);
       try {
         onClose?.();
       } finally {
         dialog.remove();
-        if (!this.destroyed) {
+        // Give focus back unless another dialog of ours took over.
+        if (!this.destroyed && this.dialogs.size === 0) {
           const target = opener?.isConnected ? opener : fallbackFocus?.();
           target?.focus?.();
         }
       }
-    });
+    };
+    const handle = {
+      dialog,
+      close: () => {
+        if (dialog.open) dialog.close();
+        finish();
+      },
+    };
+    // Escape, the close button, or handle.close(): the same clean-up, once.
+    dialog.addEventListener("close", finish);
     // Keep key presses in the dialog from reaching ComfyUI's canvas shortcuts.
     dialog.addEventListener("keydown", (event) => {
       if (event.key !== "Escape") event.stopPropagation();
@@ -942,10 +956,24 @@ class ApiKeysPanel {
       h("label", { for: adminId }, h("strong", { text: "Admin key" }),
         h("span", { class: "cak-hint", text: " Can create, change and revoke keys. Give it only to people you trust with the whole server." })));
     const fields = { name, rate_limit: rate, metadata: meta };
+    // Outside a modal dialog everything is inert, toasts included: say it here too.
+    const formError = h("p", { class: "cak-error-text cak-form-error", role: "alert", hidden: true });
     return {
-      nodes: [name.wrap, rate.wrap, meta.wrap, scope],
+      nodes: [name.wrap, rate.wrap, meta.wrap, scope, formError],
       first: name.input,
+      showServerError: (error) => {
+        const field = fields[error?.field];
+        if (field) {
+          field.setError(error.message);
+          if (field === meta) meta.focus();
+          else field.input.focus();
+        } else {
+          formError.textContent = error?.message || String(error);
+          formError.hidden = false;
+        }
+      },
       read: () => {
+        formError.hidden = true;
         for (const f of Object.values(fields)) f.setError("");
         const errors = [];
         const result = {};
@@ -998,6 +1026,7 @@ class ApiKeysPanel {
             secret = null;
           } catch (error) {
             this.fail("Could not create the key", error);
+            form.showServerError(error);
           } finally {
             submit.disabled = false;
           }
@@ -1105,11 +1134,12 @@ class ApiKeysPanel {
           submit.disabled = true;
           try {
             const updated = await this.request(`/keys/${encodeURIComponent(keyId)}`, { method: "PATCH", body: changes });
-            dialog.close();
             this.replaceKey(updated);
+            dialog.close(); // after the row is re-rendered, so focus lands on its Edit button
             this.toast("success", "API key updated", `“${updated.name}” saved.`);
           } catch (error) {
             this.fail("Could not save the key", error);
+            form.showServerError(error);
             if (error?.status === 404) {
               dialog.close();
               await this.handleMissing(error);
