@@ -212,7 +212,9 @@ def create_middleware(runtime, gate: PromptGate):
 
     async def _take_shared(key, now):
         """Spend from this process's batch; claim another from the database when it runs out."""
-        for _ in range(5):
+        # Each claim grants at least one request or learns the hour is spent,
+        # so this ends; the bound is a guard against a database gone strange.
+        for _ in range(100):
             result = runtime.quota.take(key.pk, key.rate_limit, now)
             if result is not None:
                 return result

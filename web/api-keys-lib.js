@@ -1,5 +1,5 @@
 // Pure helpers of the API keys panel: input validation (the server's limits),
-// formatting, the usage series, and a clipboard helper.
+// formatting, the usage series, audit trail wording, and a clipboard helper.
 // This module only exports; ComfyUI imports every .js under web/ as an
 // extension, so it must have no side effects when imported.
 
@@ -10,6 +10,8 @@ export const LIMITS = Object.freeze({
   METADATA_MAX_BYTES: 16 * 1024,
   METADATA_MAX_DEPTH: 8,
   USAGE_DAYS: 30,
+  JOB_LIMIT_MAX: 1_000_000_000,
+  AUDIT_PAGE: 50,
 });
 
 /** A value the user typed that the server would refuse; `field` names the input. */
@@ -60,6 +62,24 @@ export function parseRateLimit(raw) {
   const value = Number(text);
   if (!Number.isSafeInteger(value) || value > LIMITS.RATE_LIMIT_MAX) {
     throw new InputError("rate_limit", `Rate limit must be from 0 to ${formatNumber(LIMITS.RATE_LIMIT_MAX)}.`);
+  }
+  return value;
+}
+
+/**
+ * A workflow limit (prompts per hour, prompts waiting at once): empty means
+ * unlimited (null); otherwise a whole number from 0 to 1,000,000,000, as the
+ * server's validate_job_limits accepts. `field` is the job_limits member.
+ */
+export function parseJobLimit(raw, field) {
+  const text = String(raw ?? "").trim();
+  if (text === "") return null;
+  if (!/^[0-9]+$/.test(text)) {
+    throw new InputError(field, "Enter a whole number, such as 10, or leave it empty for no limit.");
+  }
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value > LIMITS.JOB_LIMIT_MAX) {
+    throw new InputError(field, `Use 0 to ${formatNumber(LIMITS.JOB_LIMIT_MAX)}, or leave it empty for no limit.`);
   }
   return value;
 }
@@ -217,6 +237,35 @@ export function formatDateTime(seconds) {
   });
 }
 
+/** A short date and time with seconds, for the audit trail; the year only when it is not this year. */
+export function formatEventTime(seconds, nowMs = Date.now()) {
+  if (!seconds) return "";
+  const date = new Date(seconds * 1000);
+  const options = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  if (date.getFullYear() !== new Date(nowMs).getFullYear()) options.year = "numeric";
+  return date.toLocaleString(undefined, options);
+}
+
+const decimalFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+
+/** Seconds as people say them: "3 ms", "4.2 s", "3 min 12 s", "2 h 5 min", "3 d 4 h". */
+export function formatDuration(seconds) {
+  const value = Number(seconds);
+  if (!Number.isFinite(value) || value <= 0) return "0 s";
+  if (value < 0.9995) return `${Math.max(1, Math.round(value * 1000))} ms`;
+  if (value < 9.95) return `${decimalFormat.format(value)} s`;
+  const total = Math.round(value);
+  if (total < 60) return `${total} s`;
+  const days = Math.floor(total / 86400);
+  const hours = Math.floor((total % 86400) / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const rest = total % 60;
+  const pair = (a, unitA, b, unitB) => (b ? `${a} ${unitA} ${b} ${unitB}` : `${a} ${unitA}`);
+  if (days) return pair(formatNumber(days), "d", hours, "h");
+  if (hours) return pair(hours, "h", minutes, "min");
+  return pair(minutes, "min", rest, "s");
+}
+
 const relativeFormat = typeof Intl.RelativeTimeFormat === "function"
   ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" })
   : null;
@@ -257,6 +306,98 @@ export function dailySeries(requestsPerDay, days = LIMITS.USAGE_DAYS, nowMs = Da
 export function formatDay(day) {
   const date = new Date(`${day}T00:00:00Z`);
   return date.toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
+}
+
+// ---- audit trail ------------------------------------------------------------------------
+
+const ACTIONS = {
+  key_create: "Key created",
+  key_update: "Key changed",
+  key_disable: "Key disabled",
+  key_enable: "Key enabled",
+  key_delete: "Key deleted",
+  sign_in: "Signed in",
+  sign_in_failed: "Sign-in failed",
+  sign_out: "Signed out",
+  password_set: "Admin password set",
+  mode_change: "Mode changed",
+};
+
+const FIELDS = {
+  name: "name",
+  rate_limit: "rate limit",
+  metadata: "metadata",
+  scopes: "scope",
+  is_active: "status",
+  job_limits: "workflow limits",
+};
+
+/** A readable label of an audit action; unknown actions are shown as they are, spaced. */
+export function actionLabel(action) {
+  const text = String(action ?? "");
+  if (Object.prototype.hasOwnProperty.call(ACTIONS, text)) return ACTIONS[text];
+  const spaced = text.replace(/_/g, " ");
+  return spaced ? spaced[0].toUpperCase() + spaced.slice(1) : "Unknown action";
+}
+
+/** Whether an action's target is an API key (its key_id). */
+export function targetsKey(event) {
+  const action = String(event?.action ?? "");
+  const target = String(event?.target ?? "");
+  if (!target || target === "admin") return false;
+  return action.startsWith("key_") || action === "sign_in";
+}
+
+/**
+ * Who acted, in words. `nameOf(keyId)` gives a key's name or undefined.
+ * Actors are "admin:local", "admin:session", "key:<key_id>", "cli", "config", "anonymous:none"…
+ */
+export function describeActor(actor, nameOf = () => undefined) {
+  const text = String(actor ?? "");
+  const [kind, ...rest] = text.split(":");
+  const via = rest.join(":");
+  if (kind === "key" && via) {
+    const name = nameOf(via);
+    return name ? `Key “${name}”` : `Key ${via}`;
+  }
+  if (kind === "admin") {
+    if (via === "local") return "Admin on this machine";
+    if (via === "session") return "Admin (password sign-in)";
+    return via ? `Admin (${via})` : "Admin";
+  }
+  if (kind === "anonymous") return "Anonymous";
+  if (text === "cli") return "Command line";
+  if (text === "config") return "Server configuration";
+  return text || "Unknown";
+}
+
+/** One line about an event's detail object (no secrets are stored there), or "". */
+export function describeDetail(event) {
+  const detail = event?.detail && typeof event.detail === "object" ? event.detail : {};
+  const method = { password: "the admin password", api_key: "an API key" }[detail.method];
+  switch (event?.action) {
+    case "key_create": {
+      const parts = [];
+      if (Number.isFinite(detail.rate_limit)) parts.push(`${formatNumber(detail.rate_limit)} requests per hour`);
+      if (Array.isArray(detail.scopes) && detail.scopes.includes("admin")) parts.push("admin");
+      return parts.join(" · ");
+    }
+    case "key_update":
+      return Array.isArray(detail.fields) && detail.fields.length
+        ? `Changed ${detail.fields.map((f) => FIELDS[f] || String(f).replace(/_/g, " ")).join(", ")}`
+        : "";
+    case "sign_in":
+    case "sign_in_failed":
+      return method ? `${event.action === "sign_in" ? "With" : "Tried"} ${method}` : "";
+    case "mode_change":
+      return event.target
+        ? `Now “${event.target}”${detail.from ? ` (was “${detail.from}”)` : ""}`
+        : "";
+    case "password_set":
+      return detail.source === "environment" ? "From COMFYUI_API_AUTH_ADMIN_PASSWORD" : "";
+    default:
+      return "";
+  }
 }
 
 // ---- clipboard --------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 // The API keys sidebar panel: status and sign-in, the key list, create/edit/
-// disable/delete, and per-key usage. Plain DOM, no framework, no innerHTML
+// disable/delete, per-key usage and workflows, and the admin activity (audit
+// trail). Plain DOM, no framework, no innerHTML
 // (names and metadata are user data).
 // This module only exports; the entry module (api-keys.js) registers it.
 
 import {
-  InputError, LIMITS, copyText, dailySeries, formatDate, formatDateTime, formatDay, formatNumber,
-  formatRelative, metadataFromRows, parseMetadataJson, parseRateLimit, rowsFromMetadata, validateName,
+  InputError, LIMITS, actionLabel, copyText, dailySeries, describeActor, describeDetail, formatDate, formatDateTime,
+  formatDay, formatDuration, formatEventTime, formatNumber, formatRelative, metadataFromRows, parseJobLimit,
+  parseMetadataJson, parseRateLimit, rowsFromMetadata, targetsKey, validateName,
 } from "./api-keys-lib.js";
 
 const SORTS = {
@@ -15,6 +17,25 @@ const SORTS = {
 };
 const PAGE = 200; // rows rendered at once; "Show more" adds another page
 const TOP_ENDPOINTS = 5;
+const NO_JOB_LIMITS = Object.freeze({ prompts_per_hour: null, max_waiting: null });
+
+/** A key's workflow limits, both members present (null = unlimited). */
+function jobLimitsOf(key) {
+  const limits = key?.job_limits || {};
+  return { prompts_per_hour: limits.prompts_per_hour ?? null, max_waiting: limits.max_waiting ?? null };
+}
+
+/** "10 prompts per hour · 2 waiting at once", or "Unlimited". */
+function describeJobLimits(limits) {
+  const { prompts_per_hour: perHour, max_waiting: waiting } = limits || NO_JOB_LIMITS;
+  if (perHour === null && waiting === null) return "Unlimited";
+  const parts = [
+    perHour === null ? "any number per hour" : perHour === 0
+      ? "0 per hour (queueing blocked)" : `${formatNumber(perHour)} ${perHour === 1 ? "prompt" : "prompts"} per hour`,
+    waiting === null ? "any number waiting" : `${formatNumber(waiting)} waiting at once`,
+  ];
+  return parts.join(" · ");
+}
 
 let uidCounter = 0;
 const uid = (stem) => `cak-${stem}-${++uidCounter}`;

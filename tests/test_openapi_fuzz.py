@@ -1,0 +1,172 @@
+"""Schemathesis against a live server: every route in server_routes/openapi.json,
+under both spellings (``/api/x`` and ``/x``), must never answer 5xx and must
+answer exactly what the description says (status code documented, content
+type, body schema, required headers).
+
+Three principals drive the generated requests:
+
+* the trusted local admin (loopback, no credentials): every admin route works;
+* a key holder (``Authorization: Bearer`` of a real key): ``/api/usage`` works,
+  admin routes must be refused with a documented 403;
+* a stateful run that follows the description's links (create a key, then
+  read, change and delete *that* key).
+
+The run is bounded (``max_examples`` per operation) and deterministic, so
+the whole file stays well under 90 s on two cores and repeats exactly.
+"""
+
+import copy
+import json
+import os
+from collections import Counter
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from conftest import REPO, Host
+
+OPENAPI_PATH = os.path.join(REPO, "server_routes", "openapi.json")
+PASSWORD = "fuzzing admin password"
+MAX_EXAMPLES = 12
+STATEFUL_STEPS = 12
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance, response_headers_conformance]
+# Invalid input (as the description defines it) must be refused with a 4xx:
+# keeps the description from being looser or stricter than the server.
+NEGATIVE_CHECKS = CHECKS + [negative_data_rejection]
+
+CASES: Counter = Counter()
+
+
+def load_document() -> dict:
+    with open(OPENAPI_PATH, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def with_twins(document: dict) -> dict:
+    """ComfyUI serves every route as /x and /api/x: fuzz both spellings."""
+    document = copy.deepcopy(document)
+    for path, item in list(document["paths"].items()):
+        twin = path[len("/api"):] if path.startswith("/api/") else "/api" + path
+        assert twin not in document["paths"]
+        twin_item = copy.deepcopy(item)
+        for operation in twin_item.values():
+            if isinstance(operation, dict) and "operationId" in operation:
+                operation["operationId"] += "Twin"
+                for response in operation.get("responses", {}).values():
+                    response.pop("links", None)
+        document["paths"][twin] = twin_item
+    return document
+
+
+def configured(schema):
+    schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True,
+                                    with_security_parameters=False)
+    return schema
+
+
+FULL = configured(schemathesis.openapi.from_dict(with_twins(load_document())))
+ADMIN_SCHEMA = FULL.exclude(path_regex=r"usage$")
+USAGE_SCHEMA = FULL.include(path_regex=r"usage$")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    host = Host(tmp_path_factory.mktemp("fuzz"), env={
+        "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD,
+        "COMFYUI_API_AUTH_LOGIN_ATTEMPTS": "5"})
+    os.makedirs(host.workdir, exist_ok=True)
+    host.start()
+    key = host.create_key("fuzz key", rate_limit=1_000_000_000)
+    host.key_headers = {"Authorization": f"Bearer {key['api_key']}"}
+    host.fuzz_session = requests.Session()
+    yield host
+    host.stop()
+
+
+def run_case(case, live, headers=None):
+    CASES[case.operation.label] += 1
+    case.call_and_validate(base_url=live.base, session=live.fuzz_session, headers=headers,
+                           checks=NEGATIVE_CHECKS, timeout=30)
+
+
+@ADMIN_SCHEMA.parametrize()
+@settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_every_route_as_the_local_admin(case, live):
+    run_case(case, live)
+
+
+@USAGE_SCHEMA.parametrize()
+@settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_usage_with_a_key(case, live):
+    run_case(case, live, headers=live.key_headers)
+
+
+@FULL.parametrize()
+@settings(max_examples=4, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_every_route_as_a_plain_key_holder(case, live):
+    # a plain key is not an admin: admin routes answer a documented 403
+    run_case(case, live, headers=live.key_headers)
+
+
+def test_stateful_links(live):
+    machine = configured(schemathesis.openapi.from_dict(load_document())).as_state_machine()
+
+    class Links(machine):
+        def get_call_kwargs(self, case):
+            return {"base_url": live.base, "session": live.fuzz_session, "timeout": 30}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            CASES["stateful " + case.operation.label] += 1
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+
+    Links.run(settings=settings(max_examples=STATEFUL_STEPS, stateful_step_count=6, derandomize=True,
+                                deadline=None, database=None, suppress_health_check=list(HealthCheck)))
+    assert any(label.startswith("stateful ") for label in CASES)
+
+
+def test_served_description_is_the_file_and_admin_only(live):
+    served = live.get("/api/auth/openapi.json")
+    assert served.status_code == 200
+    assert served.headers["Content-Type"].startswith("application/json")
+    assert served.json() == load_document()
+    assert live.get("/auth/openapi.json").json() == load_document()
+    # not an admin: an anonymous remote-looking caller, and a plain key
+    for headers, status in (({"X-Forwarded-For": "203.0.113.7"}, 401),
+                            ({"Host": "example.com"}, 401),
+                            (live.key_headers, 403)):
+        for path in ("/api/auth/openapi.json", "/auth/openapi.json"):
+            refused = live.get(path, headers=headers)
+            assert refused.status_code == status, (path, headers, refused.text)
+            assert refused.json()["error_code"] in ("AUTH_REQUIRED", "ADMIN_REQUIRED")
+            assert "paths" not in refused.text
+
+
+def test_description_is_valid_openapi():
+    validate = pytest.importorskip("openapi_spec_validator").validate
+    document = load_document()
+    validate(document)
+    assert document["openapi"] == "3.0.3"
+
+
+def test_fuzz_case_count(capsys):
+    """Not a behaviour check: reports how many generated cases ran."""
+    total = sum(CASES.values())
+    with capsys.disabled():
+        print(f"\nschemathesis: {total} cases over {len(CASES)} operations "
+              f"(max_examples={MAX_EXAMPLES}, deterministic)")
+    assert total >= 100
