@@ -115,10 +115,22 @@ class AuthRuntime:
     async def run_db(self, function, *args, **kwargs):
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, lambda: function(self.database, *args, **kwargs))
+            return await loop.run_in_executor(self._executor, self._on_db_thread, function, args, kwargs)
         except peewee.PeeweeException as error:
             log.error("[api-auth] database call %s failed: %s: %s", function.__name__, type(error).__name__, error)
             raise StorageUnavailable(f"{type(error).__name__}: {error}") from None
+
+    def _on_db_thread(self, function, args, kwargs):
+        try:
+            return function(self.database, *args, **kwargs)
+        except (peewee.OperationalError, peewee.InterfaceError):
+            # A dropped or broken connection: reconnect on the next call
+            # instead of failing forever.
+            try:
+                self.database.close()
+            except peewee.PeeweeException:
+                pass
+            raise
 
     async def start(self):
         if self.problem or not self.settings.enabled:
@@ -283,7 +295,8 @@ class AuthRuntime:
         # Drain on the loop (where counters are written), write on the db thread.
         batch = self._drain()
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._on_db_thread,
+                                                             self._write_batch, (batch,), {})
         except Exception as error:
             self._restore(batch)  # keep the counts for the next try rather than lose them
             if self.degraded is None:
@@ -307,6 +320,9 @@ class AuthRuntime:
         self.limiter.restore(pending)
         self.jobs.restore(jobs)
         self._audit[:0] = audit
+
+    def _write_batch(self, database, batch):
+        self._write(batch)
 
     def _write(self, batch):
         cells, last_used, pending, jobs, audit = batch

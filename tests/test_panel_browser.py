@@ -3,7 +3,8 @@
 
 Every flow goes through the real host page, the real extension loader and the
 real HTTP API: create a key and see it once, use it, edit, disable, enable,
-delete; server errors as toasts; a key holder's own view in require mode; the
+delete; workflows queued with a key and their limits; the activity (audit
+trail); server errors as toasts; a key holder's own view in require mode; the
 "how to become admin" view in enable mode; 320 px width; themes; keyboard.
 Screenshots go to tests/artifacts/ (gitignored).
 """
@@ -107,6 +108,65 @@ def heap_holds(page, needle):
 
 def use_key(host, key, times=1, path="/api/usage"):
     return [requests.get(host.url(path), headers={"X-API-Key": key}, timeout=10).status_code for _ in range(times)]
+
+
+# Workflows for the stand-in's queue: one that completes, one whose node raises.
+COMPLETES = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "x"}},
+             "2": {"class_type": "SaveText", "inputs": {"text": ["1", 0], "filename_prefix": "t"}}}
+FAILS = {"1": {"class_type": "FailNode", "inputs": {"message": "boom"}},
+         "2": {"class_type": "SaveText", "inputs": {"text": ["1", 0], "filename_prefix": "f"}}}
+
+
+def queue_prompt(host, key, workflow):
+    response = requests.post(host.url("/prompt"), json={"prompt": workflow}, headers={"X-API-Key": key}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["prompt_id"]
+
+
+def wait_for_jobs(host, path, done, headers=None, timeout=30):
+    """usage_stats.jobs from `path` once `done(jobs)` holds (the server polls the queue once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = requests.get(host.url(path), headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+        jobs = response.json()["usage_stats"]["jobs"]
+        if done(jobs):
+            return jobs
+        assert time.monotonic() < deadline, f"jobs never settled: {jobs}"
+        time.sleep(0.25)
+
+
+def workflow_numbers(section):
+    """{stat: shown value} of a Workflows section."""
+    return section.evaluate("""s => Object.fromEntries([...s.querySelectorAll('[data-stat]')]
+        .map(e => [e.dataset.stat, e.querySelector('dd').textContent]))""")
+
+
+def narrow_sidebar(page):
+    """The stand-in's sidebar is 360 px wide; ComfyUI's can be made narrower."""
+    page.add_style_tag(content=".sidebar-panel { width: 320px !important; }")
+
+
+def overflow(page):
+    """What sticks out of a (narrowed) sidebar, and the scroll sizes of the panel."""
+    return page.evaluate("""() => {
+        const panel = document.querySelector('.sidebar-panel');
+        const root = document.querySelector('.cak-root');
+        const right = panel.getBoundingClientRect().right;
+        const outside = [...root.querySelectorAll('*')]
+            .filter(e => e.getClientRects().length && e.getBoundingClientRect().right > right + 0.5)
+            .map(e => e.className || e.tagName);
+        return {panelWidth: panel.clientWidth, root: [root.scrollWidth, root.clientWidth],
+                panel: [panel.scrollWidth, panel.clientWidth], outside};
+    }""")
+
+
+def assert_fits(page):
+    result = overflow(page)
+    assert result["panelWidth"] <= 320
+    assert result["root"][0] <= result["root"][1], result
+    assert result["panel"][0] <= result["panel"][1], result
+    assert not result["outside"], result
 
 
 def set_theme(page, variables, light):
@@ -528,28 +588,10 @@ def test_320px_wide_sidebar_does_not_overflow(context, host):
     use_key(host, key["api_key"], 3)
     page = context.new_page()
     open_panel(page, host)
-    # the stand-in's sidebar is 360 px wide; ComfyUI's can be made narrower
-    page.add_style_tag(content=".sidebar-panel { width: 320px !important; }")
+    narrow_sidebar(page)
     row(page, long_name).locator(".cak-row-main").click()
     row(page, long_name).get_by_test_id("usage").locator(".cak-chart").wait_for()
-
-    def overflow():
-        return page.evaluate("""() => {
-            const panel = document.querySelector('.sidebar-panel');
-            const root = document.querySelector('.cak-root');
-            const right = panel.getBoundingClientRect().right;
-            const outside = [...root.querySelectorAll('*')]
-                .filter(e => e.getClientRects().length && e.getBoundingClientRect().right > right + 0.5)
-                .map(e => e.className || e.tagName);
-            return {panelWidth: panel.clientWidth, root: [root.scrollWidth, root.clientWidth],
-                    panel: [panel.scrollWidth, panel.clientWidth], outside};
-        }""")
-
-    result = overflow()
-    assert result["panelWidth"] <= 320
-    assert result["root"][0] <= result["root"][1], result
-    assert result["panel"][0] <= result["panel"][1], result
-    assert not result["outside"], result
+    assert_fits(page)
     screenshot(page, "panel-320px.png")
 
     # the dialogs fit a narrow window too

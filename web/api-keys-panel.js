@@ -100,6 +100,7 @@ class ApiKeysPanel {
     this.controller = new AbortController();
     this.destroyed = false;
     this.filterTimer = 0;
+    this.activity = { open: false, events: [], done: false, loading: 0, names: new Map() };
   }
 
   // ---- lifecycle ------------------------------------------------------------------------
@@ -445,7 +446,8 @@ class ApiKeysPanel {
         h("dl", { class: "cak-facts" },
           h("dt", { text: "Name" }), h("dd", { class: "cak-name-text", text: usage.key_name }),
           h("dt", { text: "Key ID" }), h("dd", {}, h("code", { class: "cak-code", text: usage.key_id })),
-          h("dt", { text: "This hour" }), h("dd", {}, this.hourMeter(usage.requests_this_hour, usage.rate_limit))),
+          h("dt", { text: "This hour" }), h("dd", {}, this.hourMeter(usage.requests_this_hour, usage.rate_limit)),
+          usage.job_limits ? [h("dt", { text: "Workflow limits" }), h("dd", { text: describeJobLimits(jobLimitsOf(usage)) })] : null),
         this.usageView(usage.usage_stats));
     } catch (error) {
       this.fail("Could not load your usage", error);
@@ -457,8 +459,9 @@ class ApiKeysPanel {
 
   async showManager() {
     if (!this.manager) this.buildManager();
-    if (this.manager.parentNode !== this.content) this.content.replaceChildren(this.manager);
+    if (this.manager.parentNode !== this.content) this.content.replaceChildren(this.manager, this.activityBox);
     await this.loadKeys();
+    if (this.activity.open) await this.loadActivity();
   }
 
   buildManager() {
@@ -511,6 +514,7 @@ class ApiKeysPanel {
         h("div", { class: "cak-sort" },
           h("label", { for: sortId, text: "Sort" }), this.sortSelect, this.sortDirButton, this.countText)),
       this.list, this.moreButton, this.emptyText);
+    this.activityBox = this.buildActivity();
   }
 
   renderSortDir() {
@@ -545,6 +549,8 @@ class ApiKeysPanel {
     }
     if (this.destroyed) return;
     this.keys = Array.isArray(data.keys) ? data.keys : [];
+    // Remembered for the activity, where keys deleted since still appear.
+    for (const key of this.keys) this.activity.names.set(key.key_id, key.name);
     this.usage.clear();
     this.renderList();
   }
@@ -591,7 +597,8 @@ class ApiKeysPanel {
 
   signature(key) {
     return [key.name, key.prefix, key.created_at, key.last_used, key.rate_limit, key.is_active,
-      key.requests_this_hour, (key.scopes || []).join(","), JSON.stringify(key.metadata ?? {})].join("\u0001");
+      key.requests_this_hour, (key.scopes || []).join(","), JSON.stringify(key.metadata ?? {}),
+      JSON.stringify(jobLimitsOf(key))].join("\u0001");
   }
 
   /** The row of a key, built once and reused while the key is unchanged. */
@@ -683,6 +690,7 @@ class ApiKeysPanel {
         h("dt", { text: "Key ID" }), h("dd", {}, h("code", { class: "cak-code", text: key.key_id })),
         h("dt", { text: "Status" }), h("dd", { text: key.is_active ? "Active" : "Disabled: requests with it get 401" }),
         h("dt", { text: "Rate limit" }), h("dd", { text: `${formatNumber(key.rate_limit)} requests per hour` }),
+        h("dt", { text: "Workflow limits" }), h("dd", { "data-testid": "job-limits", text: describeJobLimits(jobLimitsOf(key)) }),
         h("dt", { text: "Scope" }), h("dd", { text: isAdmin ? "Admin (can manage keys)" : "Regular" }),
         h("dt", { text: "Created" }), h("dd", { text: formatDateTime(key.created_at) }),
         h("dt", { text: "Last used" }), h("dd", { text: key.last_used ? formatDateTime(key.last_used) : "Never" })));
@@ -706,6 +714,129 @@ class ApiKeysPanel {
       this.fail("Could not load the key's usage", error);
       slot.replaceChildren(h("p", { class: "cak-error-text", text: error.message || String(error) }));
     }
+  }
+
+  // ---- activity (audit trail, admins) -----------------------------------------------------
+
+  /** The collapsible "Activity" section; it loads when opened. */
+  buildActivity() {
+    const bodyId = uid("activity");
+    const titleId = uid("activity-title");
+    const a = this.activity;
+    a.toggle = h("button", {
+      type: "button", id: titleId, class: "cak-disclosure", "aria-expanded": "false", "aria-controls": bodyId,
+      onclick: () => this.toggleActivity(),
+    }, h("span", { class: "cak-chevron", "aria-hidden": "true", text: "\u203a" }), "Activity");
+    a.status = h("p", { class: "cak-count cak-muted", role: "status", "data-testid": "activity-status" });
+    a.list = h("ol", { class: "cak-events", "aria-labelledby": titleId, "data-testid": "activity-list" });
+    a.more = h("button", {
+      type: "button", class: "cak-btn cak-more", hidden: true, onclick: () => this.loadActivity({ more: true }),
+    }, "Load more");
+    a.reload = h("button", {
+      type: "button", class: "cak-btn cak-btn-icon cak-btn-small", title: "Reload activity",
+      onclick: () => this.loadActivity(),
+    }, glyph("\u21bb"), srOnly("Reload activity"));
+    a.body = h("div", { id: bodyId, class: "cak-activity-body", hidden: true },
+      h("div", { class: "cak-activity-bar" },
+        h("p", { class: "cak-hint", text: "Key changes, sign-ins and settings, newest first." }), a.reload),
+      a.list, a.status, a.more);
+    return h("section", { class: "cak-card cak-activity", "aria-labelledby": titleId, "data-testid": "activity" },
+      h("h3", { class: "cak-activity-head" }, a.toggle), a.body);
+  }
+
+  toggleActivity() {
+    const a = this.activity;
+    a.open = !a.open;
+    a.toggle.setAttribute("aria-expanded", String(a.open));
+    a.body.hidden = !a.open;
+    if (a.open) this.loadActivity();
+    else {
+      a.loading++; // answers still on their way are not wanted any more
+      a.events = [];
+      a.list.replaceChildren();
+    }
+  }
+
+  /** The trail may have changed (this panel changed a key): reload it if it is open. */
+  activityChanged() {
+    if (this.activity.open) this.loadActivity();
+  }
+
+  /** Load the newest page, or with `more` the page before the oldest event shown. */
+  async loadActivity({ more = false } = {}) {
+    const a = this.activity;
+    const ticket = ++a.loading;
+    const oldest = a.events.length ? Math.min(...a.events.map((e) => e.id)) : null;
+    const query = `limit=${LIMITS.AUDIT_PAGE}${more && oldest !== null ? `&before=${oldest}` : ""}`;
+    a.more.disabled = a.reload.disabled = true;
+    a.status.textContent = more ? "Loading older events…" : "Loading activity…";
+    let data;
+    try {
+      data = await this.request(`/audit?${query}`);
+    } catch (error) {
+      if (ticket !== a.loading || this.destroyed) return;
+      this.fail("Could not load the activity", error);
+      a.status.textContent = `Could not load the activity: ${error?.message || error}`;
+      return;
+    } finally {
+      if (ticket === a.loading && !this.destroyed) a.more.disabled = a.reload.disabled = false;
+    }
+    if (ticket !== a.loading || this.destroyed) return;
+    const events = (Array.isArray(data.events) ? data.events : []).filter((e) => e && Number.isFinite(e.id));
+    const moreHadFocus = document.activeElement === a.more;
+    if (!more) {
+      a.events = [];
+      a.list.replaceChildren();
+    }
+    const known = new Set(a.events.map((e) => e.id));
+    const fresh = events.filter((e) => !known.has(e.id));
+    a.events.push(...fresh);
+    // Names of keys that are gone now, as the trail recorded them.
+    for (const event of fresh) {
+      if (targetsKey(event) && typeof event.detail?.name === "string" && !a.names.has(event.target)) {
+        // events come newest first, so the first name seen is the latest one
+        a.names.set(event.target, event.detail.name);
+      }
+    }
+    const items = fresh.map((event) => this.eventItem(event));
+    a.list.append(...items);
+    a.done = events.length < LIMITS.AUDIT_PAGE;
+    a.more.hidden = a.done || !a.events.length;
+    const shown = a.events.length;
+    a.status.textContent = shown === 0
+      ? "No activity recorded yet."
+      : `${formatNumber(shown)} ${shown === 1 ? "event" : "events"} shown${a.done ? "; that is all." : "."}`;
+    // "Load more" by keyboard: go on reading at the first older event.
+    if (more && moreHadFocus && items.length) items[0].focus();
+    else if (more && moreHadFocus) a.toggle.focus();
+  }
+
+  /** Name of a key by key_id: the loaded key list first, then names the trail recorded. */
+  keyName(keyId) {
+    return this.findKey(keyId)?.name ?? this.activity.names.get(keyId);
+  }
+
+  eventItem(event) {
+    const nameOf = (keyId) => this.keyName(keyId);
+    const failed = event.action === "sign_in_failed";
+    let target = null;
+    if (targetsKey(event)) {
+      const name = nameOf(event.target);
+      target = name !== undefined
+        ? h("span", { class: "cak-name-text", title: `Key ID ${event.target}`, text: `“${name}”` })
+        : h("code", { class: "cak-code", text: event.target });
+    }
+    const detail = describeDetail(event);
+    const when = Number(event.at) || 0;
+    return h("li", { class: `cak-event${failed ? " cak-event-bad" : ""}`, tabindex: "-1", "data-event-id": String(event.id), "data-action": event.action },
+      h("p", { class: "cak-event-title" },
+        h("strong", { text: actionLabel(event.action) }), target ? [" ", target] : null),
+      detail ? h("p", { class: "cak-event-detail", text: detail }) : null,
+      h("p", { class: "cak-event-meta" }, [
+        when ? h("time", { datetime: new Date(when * 1000).toISOString(), title: formatRelative(when), text: formatEventTime(when) }) : null,
+        h("span", { class: "cak-event-actor", text: describeActor(event.actor, nameOf) }),
+        event.client ? h("span", { class: "cak-event-client", title: "Client address", text: event.client }) : null,
+      ].filter(Boolean).flatMap((part, i) => (i ? [" · ", part] : [part]))));
   }
 
   // ---- usage ----------------------------------------------------------------------------
@@ -733,6 +864,7 @@ class ApiKeysPanel {
         h("span", { class: "cak-okbar-ok", style: `flex-grow:${ok}` }),
         h("span", { class: "cak-okbar-fail", style: `flex-grow:${failed}` })),
       this.dailyChart(series),
+      this.workflowsView(stats.jobs, days),
       h("h4", { class: "cak-subtitle", text: "Top endpoints" }),
       endpoints.length
         ? h("ol", { class: "cak-endpoints" }, endpoints.map((e) => h("li", {},
@@ -741,6 +873,40 @@ class ApiKeysPanel {
             h("strong", { text: formatNumber(e.requests) }),
             e.failed ? h("span", { class: "cak-fail-text", text: ` · ${formatNumber(e.failed)} failed` }) : null))))
         : h("p", { class: "cak-muted", text: "No requests yet." }));
+  }
+
+  /** Workflows queued through /prompt with the key: counts by outcome and execution time. */
+  workflowsView(jobs, days) {
+    if (!jobs || typeof jobs !== "object") return null; // a server without job tracking
+    const count = (value) => Number(value) || 0;
+    const queued = count(jobs.prompts_queued);
+    const waiting = count(jobs.prompts_waiting);
+    const completed = count(jobs.prompts_completed);
+    const failed = count(jobs.prompts_failed);
+    const interrupted = count(jobs.prompts_interrupted);
+    const seconds = Math.max(0, Number(jobs.execution_seconds) || 0);
+    const titleId = uid("jobs");
+    const stat = (kind, label, value, { bad = false, title } = {}) => h("div", {
+      class: `cak-stat${bad ? " cak-stat-bad" : ""}`, "data-stat": kind, title,
+    }, h("dt", { text: label }), h("dd", { text: value }));
+    const body = queued === 0
+      ? h("p", { class: "cak-muted", text: `No workflows queued with this key in the last ${days} days.` })
+      : [
+        h("dl", { class: "cak-stats" },
+          stat("queued", "Queued", formatNumber(queued)),
+          stat("waiting", "Waiting now", formatNumber(waiting)),
+          stat("completed", "Completed", formatNumber(completed)),
+          stat("failed", "Failed", formatNumber(failed), { bad: failed > 0 }),
+          stat("interrupted", "Interrupted", formatNumber(interrupted), { bad: interrupted > 0 }),
+          stat("time", "Run time", formatDuration(seconds), { title: `${formatNumber(seconds)} seconds of execution in total` })),
+        h("div", { class: "cak-okbar cak-jobbar", "aria-hidden": "true" },
+          h("span", { class: "cak-okbar-ok", style: `flex-grow:${completed}` }),
+          h("span", { class: "cak-okbar-fail", style: `flex-grow:${failed}` }),
+          h("span", { class: "cak-jobbar-interrupted", style: `flex-grow:${interrupted}` }),
+          h("span", { class: "cak-jobbar-waiting", style: `flex-grow:${waiting}` })),
+      ];
+    return h("section", { class: "cak-jobs", "aria-labelledby": titleId, "data-testid": "workflows" },
+      h("h4", { id: titleId, class: "cak-subtitle", text: "Workflows" }), body);
   }
 
   dailyChart(series) {
@@ -963,6 +1129,42 @@ class ApiKeysPanel {
     };
   }
 
+  /** "Workflow limits": prompts per hour and prompts waiting at once; empty = unlimited. */
+  jobLimitsEditor(limits) {
+    const hintId = uid("job-hint");
+    const perHour = this.textField("Prompts per hour", { inputmode: "numeric" });
+    const waiting = this.textField("Prompts waiting at once", { inputmode: "numeric" });
+    for (const [field, value] of [[perHour, limits.prompts_per_hour], [waiting, limits.max_waiting]]) {
+      field.input.value = value === null ? "" : String(value);
+      field.input.placeholder = "Unlimited";
+      field.input.setAttribute("aria-describedby", `${field.input.getAttribute("aria-describedby")} ${hintId}`);
+    }
+    perHour.input.dataset.jobLimit = "prompts_per_hour";
+    waiting.input.dataset.jobLimit = "max_waiting";
+    const wrap = h("fieldset", { class: "cak-meta cak-jobs-form" },
+      h("legend", { text: "Workflow limits (optional)" }),
+      h("div", { class: "cak-pair" }, perHour.wrap, waiting.wrap),
+      h("p", { id: hintId, class: "cak-hint" },
+        "For workflows queued with this key (POST /prompt). Empty means unlimited; 0 blocks queueing. ",
+        `At most ${formatNumber(LIMITS.JOB_LIMIT_MAX)}.`));
+    // The server names the whole object (field "job_limits") and the member in its message.
+    const pick = (message) => (/max_waiting/.test(String(message)) ? waiting : perHour);
+    return {
+      wrap,
+      perHour,
+      waiting,
+      setError: (message) => {
+        if (!message) {
+          perHour.setError("");
+          waiting.setError("");
+          return;
+        }
+        pick(message).setError(message);
+      },
+      focusFor: (message) => pick(message).input.focus(),
+    };
+  }
+
   /** The create/edit form; `read()` returns validated fields or throws InputError. */
   keyForm(key) {
     const name = this.textField("Name", {}, `1 to ${LIMITS.NAME_MAX} characters, such as the script or person using it.`);
@@ -971,23 +1173,31 @@ class ApiKeysPanel {
     name.input.value = key ? key.name : "";
     rate.input.value = String(key ? key.rate_limit : LIMITS.DEFAULT_RATE_LIMIT);
     const meta = this.metadataEditor(key ? key.metadata : {});
+    const jobs = this.jobLimitsEditor(jobLimitsOf(key));
     const adminId = uid("admin");
     const admin = h("input", { id: adminId, type: "checkbox", checked: !!key && (key.scopes || []).includes("admin") });
     const scope = h("div", { class: "cak-check" }, admin,
       h("label", { for: adminId }, h("strong", { text: "Admin key" }),
         h("span", { class: "cak-hint", text: " Can create, change and revoke keys. Give it only to people you trust with the whole server." })));
-    const fields = { name, rate_limit: rate, metadata: meta };
+    const fields = {
+      name, rate_limit: rate, metadata: meta,
+      prompts_per_hour: jobs.perHour, max_waiting: jobs.waiting, job_limits: jobs,
+    };
+    const focusField = (field, message) => {
+      if (field === meta) meta.focus();
+      else if (field === jobs) jobs.focusFor(message);
+      else field.input.focus();
+    };
     // Outside a modal dialog everything is inert, toasts included: say it here too.
     const formError = h("p", { class: "cak-error-text cak-form-error", role: "alert", hidden: true });
     return {
-      nodes: [name.wrap, rate.wrap, meta.wrap, scope, formError],
+      nodes: [name.wrap, rate.wrap, jobs.wrap, meta.wrap, scope, formError],
       first: name.input,
       showServerError: (error) => {
         const field = fields[error?.field];
         if (field) {
           field.setError(error.message);
-          if (field === meta) meta.focus();
-          else field.input.focus();
+          focusField(field, error.message);
         } else {
           formError.textContent = error?.message || String(error);
           formError.hidden = false;
@@ -1010,13 +1220,16 @@ class ApiKeysPanel {
         attempt("name", () => validateName(name.input.value));
         attempt("rate_limit", () => parseRateLimit(rate.input.value));
         attempt("metadata", () => meta.read());
+        attempt("prompts_per_hour", () => parseJobLimit(jobs.perHour.input.value, "prompts_per_hour"));
+        attempt("max_waiting", () => parseJobLimit(jobs.waiting.input.value, "max_waiting"));
         result.scopes = admin.checked ? ["admin"] : [];
         if (errors.length) {
-          const field = fields[errors[0].field];
-          if (field === meta) meta.focus();
-          else field.input.focus();
+          focusField(fields[errors[0].field]);
           return null;
         }
+        result.job_limits = { prompts_per_hour: result.prompts_per_hour, max_waiting: result.max_waiting };
+        delete result.prompts_per_hour;
+        delete result.max_waiting;
         return result;
       },
     };
@@ -1033,6 +1246,8 @@ class ApiKeysPanel {
           event.preventDefault();
           const fields = form.read();
           if (!fields) return;
+          // Unlimited is the server's default: leave the field out unless a limit is set.
+          if (fields.job_limits.prompts_per_hour === null && fields.job_limits.max_waiting === null) delete fields.job_limits;
           submit.disabled = true;
           try {
             const created = await this.request("/keys", { method: "POST", body: fields });
@@ -1043,6 +1258,7 @@ class ApiKeysPanel {
             this.renderList();
             dialog.close();
             this.toast("success", "API key created", `“${created.name}” is ready. Copy it now: it will not be shown again.`);
+            this.activityChanged();
             this.showSecret(created, secret);
             secret = null;
           } catch (error) {
@@ -1147,6 +1363,10 @@ class ApiKeysPanel {
           if (fields.rate_limit !== key.rate_limit) changes.rate_limit = fields.rate_limit;
           if (JSON.stringify(fields.metadata) !== JSON.stringify(key.metadata ?? {})) changes.metadata = fields.metadata;
           if (fields.scopes.join() !== [...(key.scopes || [])].sort().join()) changes.scopes = fields.scopes;
+          // PATCH replaces both workflow limits: always send the pair.
+          const limits = jobLimitsOf(key);
+          if (fields.job_limits.prompts_per_hour !== limits.prompts_per_hour
+            || fields.job_limits.max_waiting !== limits.max_waiting) changes.job_limits = fields.job_limits;
           if (!Object.keys(changes).length) {
             dialog.close();
             this.toast("info", "Nothing changed", `“${key.name}” is as it was.`);
@@ -1158,6 +1378,7 @@ class ApiKeysPanel {
             this.replaceKey(updated);
             dialog.close(); // after the row is re-rendered, so focus lands on its Edit button
             this.toast("success", "API key updated", `“${updated.name}” saved.`);
+            this.activityChanged();
           } catch (error) {
             this.fail("Could not save the key", error);
             form.showServerError(error);
@@ -1185,6 +1406,7 @@ class ApiKeysPanel {
       this.toast("success", active ? "API key enabled" : "API key disabled",
         active ? `“${updated.name}” works again.` : `“${updated.name}” is refused (401) until you enable it again.`);
       this.rowButton(keyId, "toggle")?.focus();
+      this.activityChanged();
     } catch (error) {
       this.fail(active ? "Could not enable the key" : "Could not disable the key", error);
       if (button.isConnected) button.disabled = false;
@@ -1203,6 +1425,7 @@ class ApiKeysPanel {
         confirm.disabled = cancel.disabled = true;
         try {
           await this.request(`/keys/${encodeURIComponent(keyId)}`, { method: "DELETE" });
+          this.activity.names.set(keyId, key.name);
           this.keys = this.keys.filter((k) => k.key_id !== keyId);
           this.rows.delete(keyId);
           this.usage.delete(keyId);
@@ -1210,6 +1433,7 @@ class ApiKeysPanel {
           this.renderList();
           dialog.close();
           this.toast("success", "API key deleted", `“${key.name}” no longer works.`);
+          this.activityChanged();
         } catch (error) {
           dialog.close();
           this.fail("Could not delete the key", error);

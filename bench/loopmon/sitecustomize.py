@@ -8,21 +8,29 @@ When active, it wraps ``asyncio.new_event_loop`` so the first loop the
 process creates (the ComfyUI stand-in creates exactly one) gets a monitor
 task: it sleeps ``BENCH_LOOPMON_INTERVAL`` seconds (default 0.005) in a loop
 and records how late each wake-up is. A wake-up is late when the loop was
-busy (a long callback, or many short ones) or could not get the GIL (another
-thread, e.g. the package's database thread, held it). The largest lateness is
-an upper bound on the longest stall of the loop and a lower bound is the
-longest single callback.
+busy (a long callback, or many short ones), could not get the GIL (another
+thread, e.g. the package's database thread, held it), or the process was not
+scheduled. The largest lateness in a time window is an upper bound of the
+longest stall of the loop in that window.
 
-Samples go to the output file as ``<wall time> <lag seconds>`` lines,
-appended once a second from the monitor task (a few kilobytes, buffered) and
-at exit, so the benchmark can cut them into time windows.
+Each sample also records the CPU time the loop's own thread used during the
+interval (``time.thread_time``) and the CPU time of the whole process
+(``time.process_time``), so a late wake-up can be told apart: the loop was
+busy (its thread was on the CPU), another thread of the server held the GIL
+(the process used CPU, the loop's thread did not), or the process was not
+scheduled at all (other programs had the CPU).
+
+Samples go to the output file as ``<wall time> <lag> <loop cpu> <process
+cpu>`` lines (seconds), appended once a second from the monitor task (a few
+kilobytes, buffered) and at exit, so the benchmark can cut them into time
+windows.
 
 With ``BENCH_LOOPMON_TRACE=1`` it also times every callback the loop runs
 (``asyncio.Handle._run``) and records those longer than
-``BENCH_LOOPMON_SLOW`` seconds (default 0.002) with a name: the task's
-coroutine, or the callback's qualified name. That costs about a microsecond a
-callback, so the benchmark enables it only in its stall phase, never while it
-measures throughput.
+``BENCH_LOOPMON_SLOW`` seconds (default 0.002) with the loop thread's CPU
+time during it and a name: the task's coroutine, or the callback's qualified
+name. That costs about two microseconds a callback, so the benchmark
+enables it only in its stall phase, never while it measures throughput.
 """
 
 import os
@@ -54,14 +62,17 @@ if _OUT:
     async def _monitor():
         perf = time.perf_counter
         wall = time.time
+        thread_cpu = time.thread_time
+        process_cpu = time.process_time
         sleep = asyncio.sleep
         interval = _INTERVAL
         last_write = perf()
         while True:
-            before = perf()
+            before, cpu_before, proc_before = perf(), thread_cpu(), process_cpu()
             await sleep(interval)
             after = perf()
-            _pending.append(f"{wall():.6f} {after - before - interval:.6f}\n")
+            _pending.append(f"{wall():.6f} {after - before - interval:.6f} {thread_cpu() - cpu_before:.6f} "
+                            f"{process_cpu() - proc_before:.6f}\n")
             if after - last_write >= 1.0:
                 last_write = after
                 _write_pending()
@@ -96,8 +107,8 @@ if _OUT:
             name = getattr(callback, "__qualname__", None) or getattr(callback, "__name__", None)
             return name or repr(callback)[:120]
 
-        def _timed_run(self, _perf=time.perf_counter, _run=_original_run):
-            start = _perf()
+        def _timed_run(self, _perf=time.perf_counter, _cpu=time.thread_time, _run=_original_run):
+            start, cpu = _perf(), _cpu()
             _run(self)
             took = _perf() - start
             if took >= _SLOW:
@@ -105,6 +116,6 @@ if _OUT:
                     what = _describe(self)
                 except Exception as error:  # noqa: BLE001 - a monitor must not break the server
                     what = f"? ({type(error).__name__})"
-                _pending.append(f"{time.time():.6f} slow {took:.6f} {what}\n")
+                _pending.append(f"{time.time():.6f} slow {took:.6f} {_cpu() - cpu:.6f} {what}\n")
 
         asyncio.events.Handle._run = _timed_run
