@@ -133,7 +133,7 @@ def parse_create(body) -> dict:
         "rate_limit": validate_rate_limit(body.get("rate_limit", DEFAULT_RATE_LIMIT)),
         "metadata": validate_metadata(body.get("metadata", {})),
         "scopes": validate_scopes(body.get("scopes", [])),
-        "job_limits": validate_job_limits(body.get("job_limits") or {}),
+        "job_limits": validate_job_limits({} if body.get("job_limits") is None else body["job_limits"]),
     }
 
 
