@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """Request-path benchmark: what the API-key package costs a ComfyUI server.
 
-    python3 bench/bench.py            # full run (about 2 minutes)
-    python3 bench/bench.py --quick    # CI smoke (about 20 seconds)
+    python3 bench/bench.py            # full run (about 4 minutes)
+    python3 bench/bench.py --quick    # CI smoke (about 30 seconds)
     python3 bench/bench.py --db postgresql://user:pass@host/dbname
 
-One run starts the ComfyUI stand-in (tests/comfyui_host) three times, each a
-separate process on its own free loopback port with its own temp directories:
+One run starts the ComfyUI stand-in (tests/comfyui_host) several times, each
+a separate process on its own free loopback port with its own temp
+directories:
 
   A     plain ComfyUI, no package
   B     the package in require mode, a handful of keys
-  B100k the package in require mode, 100,000 keys in the database
+  B100k the package in require mode, 100,000 more keys in the database
+  Bsh   like B with COMFYUI_API_AUTH_SHARED_LIMITS=on (quota claimed from the
+        database in batches, as several processes sharing it need)
 
 and drives the same cheap core route (GET /api/features by default) with a
 closed-loop load generator in another process (32 keep-alive connections),
-interleaving A, B and B100k for several rounds and reporting medians. Then:
+interleaving the servers for several rounds and reporting medians. Then:
 burst exactness of the rate limit (in one process, and across two processes
 sharing the database), and event-loop stalls measured inside the server by a
 lag monitor injected with bench/loopmon/sitecustomize.py.
@@ -31,7 +34,6 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import secrets
 import shutil
 import signal
@@ -48,6 +50,7 @@ REPO = os.path.dirname(HERE)
 HOST_MAIN = os.path.join(REPO, "tests", "comfyui_host", "main.py")
 LOOPMON_DIR = os.path.join(HERE, "loopmon")
 PACKAGE = "comfyui_api_auth"
+PACKAGE_DIR = REPO  # the custom node under test; --package changes it
 
 TARGET_RATIO = 0.90
 TARGET_P99_ADDED_MS = 1.0
@@ -356,7 +359,7 @@ def load_package():
     """Import the repository as a package, the way ComfyUI (and tests/conftest.py) does."""
     if PACKAGE not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            PACKAGE, os.path.join(REPO, "__init__.py"), submodule_search_locations=[REPO])
+            PACKAGE, os.path.join(PACKAGE_DIR, "__init__.py"), submodule_search_locations=[PACKAGE_DIR])
         module = importlib.util.module_from_spec(spec)
         sys.modules[PACKAGE] = module
         spec.loader.exec_module(module)
@@ -487,6 +490,7 @@ class Server:
         self.db_url = db_url
         self.port = None
         self.process = None
+        self._log = None
         self.startup_seconds = float("nan")
         self.user_dir = os.path.join(workdir, "user")
         self.loopmon_path = os.path.join(workdir, "loopmon.txt")
@@ -502,10 +506,9 @@ class Server:
     def url(self):
         return self.db_url or self.sqlite_url
 
-    def start(self, probe_path, timeout=120):
+    def start(self, probe_path, timeout=180):
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_API_AUTH", "BENCH_"))}
-        env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = LOOPMON_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["BENCH_LOOPMON_OUT"] = self.loopmon_path
@@ -515,12 +518,13 @@ class Server:
             env["COMFYUI_API_AUTH"] = "require"
             if self.db_url:
                 env["COMFYUI_API_AUTH_DB"] = self.db_url
+        env.update(self.env)
         command = [sys.executable, HOST_MAIN, "--listen", "127.0.0.1", "--port", str(self.port),
                    "--user-directory", self.user_dir,
                    "--output-directory", os.path.join(self.workdir, "output"),
                    "--input-directory", os.path.join(self.workdir, "input")]
         if self.package:
-            command += ["--custom-node", REPO]
+            command += ["--custom-node", PACKAGE_DIR]
         self._log = open(self.log_path, "ab")
         started = time.perf_counter()
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir,
@@ -556,51 +560,135 @@ class Server:
             return ""
 
     def stop(self, timeout=20):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     @property
     def pid(self):
         return self.process.pid
 
     def lag_samples(self, wall_start=None, wall_end=None, wait=True):
-        """(lags, slow callbacks) recorded by the loop monitor inside a window."""
+        """Loop-monitor records inside a time window: (samples, slow callbacks).
+
+        samples: (lag, loop thread cpu, process cpu) per 5 ms wake-up;
+        slow callbacks: (wall seconds, loop cpu seconds, name, when).
+        """
         if wait:
             time.sleep(1.1)  # the monitor appends once a second
-        lags, slow = [], []
+        samples, slow = [], []
         try:
             with open(self.loopmon_path, encoding="utf-8") as handle:
                 for line in handle:
-                    parts = line.split(" ", 3)
+                    parts = line.rstrip("\n").split(" ", 4)
                     when = float(parts[0])
                     if (wall_start is not None and when < wall_start) or (wall_end is not None and when > wall_end):
                         continue
                     if parts[1] == "slow":
-                        slow.append((float(parts[2]), parts[3].strip(), when))
+                        slow.append((float(parts[2]), float(parts[3]), parts[4], when))
                     else:
-                        lags.append(float(parts[1]))
-        except OSError:
+                        samples.append((float(parts[1]), float(parts[2]), float(parts[3])))
+        except (OSError, ValueError, IndexError):
             pass
-        return lags, slow
+        return samples, slow
 
 
-def lag_stats(lags):
-    ordered = sorted(lags)
-    return {"samples": len(ordered),
-            "max_ms": (ordered[-1] * 1e3) if ordered else float("nan"),
-            "p99_ms": percentile(ordered, 0.99) * 1e3 if ordered else float("nan")}
+def lag_stats(samples):
+    """Max and p99 lag; the worst lag split into its causes."""
+    if not samples:
+        return {"samples": 0, "max_ms": float("nan"), "p99_ms": float("nan"), "own_max_ms": float("nan"),
+                "worst": None}
+    lags = sorted(sample[0] for sample in samples)
+    worst = max(samples, key=lambda sample: sample[0])
+    return {
+        "samples": len(samples),
+        "max_ms": lags[-1] * 1e3,
+        "p99_ms": percentile(lags, 0.99) * 1e3,
+        # lag the server's own CPU use can explain (its loop thread or its other threads)
+        "own_max_ms": max(min(lag, process_cpu) for lag, _, process_cpu in samples) * 1e3,
+        "worst": worst_cause(worst),
+    }
+
+
+def worst_cause(sample):
+    lag, loop_cpu, process_cpu = sample
+    other_threads = max(0.0, process_cpu - loop_cpu)
+    # The interval was 5 ms + lag long; what used it?
+    if loop_cpu >= 0.6 * lag:
+        cause = "busy"   # the loop thread itself was working
+    elif other_threads >= 0.5 * lag:
+        cause = "GIL"    # another thread of the server (the database thread) held the GIL
+    else:
+        cause = "OS"     # the process was not scheduled: other programs had the CPU
+    return {"lag_ms": lag * 1e3, "loop_cpu_ms": loop_cpu * 1e3, "other_threads_ms": other_threads * 1e3,
+            "cause": cause}
+
+
+# ---------------------------------------------------------------------------
+# profile (py-spy, optional)
+# ---------------------------------------------------------------------------
+
+def package_frame(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return (path.startswith(PACKAGE_DIR + os.sep) and not path.startswith(os.path.join(PACKAGE_DIR, "tests") + os.sep)
+            and not path.startswith(os.path.join(PACKAGE_DIR, "bench") + os.sep))
+
+
+def host_frame(filename: str) -> bool:
+    return os.path.abspath(filename).startswith(os.path.dirname(HOST_MAIN) + os.sep)
+
+
+def analyze_profile(raw_path):
+    """Samples attributable to the package: the deepest package frame, unless
+    the stand-in's own code (the downstream handler) runs below it."""
+    total = 0
+    by_function, by_line = {}, {}
+    attributable = 0
+    with open(raw_path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            try:
+                count = int(count)
+            except ValueError:
+                continue
+            total += count
+            frames = []
+            for frame in stack.split(";"):
+                name, _, where = frame.rpartition(" (")
+                filename, _, lineno = where.rstrip(")").rpartition(":")
+                frames.append((name, filename, lineno))
+            deepest = None
+            for index, (_, filename, _) in enumerate(frames):
+                if package_frame(filename):
+                    deepest = index
+            if deepest is None or any(host_frame(f) for _, f, _ in frames[deepest + 1:]):
+                continue
+            attributable += count
+            name, filename, lineno = frames[deepest]
+            short = os.path.relpath(filename, PACKAGE_DIR)
+            by_function[f"{short}: {name}"] = by_function.get(f"{short}: {name}", 0) + count
+            by_line[f"{short}:{lineno} ({name})"] = by_line.get(f"{short}:{lineno} ({name})", 0) + count
+    return total, attributable, by_function, by_line
 
 
 # ---------------------------------------------------------------------------
 # the benchmark
 # ---------------------------------------------------------------------------
+
+SERVER_TITLES = {
+    "A": "A     no package",
+    "B": "B     require",
+    "B100k": "B100k require, +{keys:,} keys",
+    "Bsh": "Bsh   require, shared limits",
+}
+
 
 class Bench:
     def __init__(self, options):
@@ -610,8 +698,10 @@ class Bench:
         self.server_cpus, self.client_cpus, self.pin_note = cpu_plan(not options.no_pin)
         self.tmp = tempfile.mkdtemp(prefix="comfyui-api-auth-bench-")
         self.servers: dict[str, Server] = {}
+        self.extra_servers: list[Server] = []
         self.keys: dict[str, dict] = {}
         self.pg_schemas: list[str] = []
+        self.labels = ["A", "B", "B100k"] + ([] if options.no_shared else ["Bsh"])
 
     # -- output --
 
@@ -621,6 +711,9 @@ class Bench:
     def note_broken(self, what):
         self.broken.append(what)
         self.say(f"  !! BROKEN: {what}")
+
+    def title(self, label):
+        return SERVER_TITLES[label].format(keys=self.options.keys)
 
     # -- machine --
 
@@ -648,9 +741,9 @@ class Bench:
             peewee_version = "not installed"
         commit = "?"
         try:
-            commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+            commit = subprocess.run(["git", "-C", PACKAGE_DIR, "rev-parse", "--short", "HEAD"], capture_output=True,
                                     text=True, timeout=10).stdout.strip() or "?"
-            dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+            dirty = subprocess.run(["git", "-C", PACKAGE_DIR, "status", "--porcelain", "--untracked-files=no"],
                                    capture_output=True, text=True, timeout=10).stdout.strip()
             if dirty:
                 commit += " + uncommitted changes"
@@ -665,14 +758,16 @@ class Bench:
         self.say(f"OS:         {platform.system()} {platform.release()} ({platform.machine()})")
         self.say(f"Python:     {platform.python_version()} ({platform.python_implementation()}) {sys.executable}")
         self.say(f"aiohttp:    {aiohttp_version} (HTTP parser: {parser});  peewee: {peewee_version}")
-        self.say(f"package:    {REPO} at {commit}")
+        self.say(f"package:    {PACKAGE_DIR} at {commit}")
         self.say(f"load avg:   {loadavg} (at start; other work on the machine adds noise)")
         o = self.options
         self.say(f"settings:   route GET {o.path}; {o.concurrency} connections, keep-alive, closed loop; "
-                 f"{o.rounds} round(s) x ({o.warmup:g} s warm-up + {o.duration:g} s measured) per server; "
-                 f"{o.keys:,} keys for B100k; DB {'(--db) ' + self.describe_url(o.db) if o.db else 'SQLite (default file)'}")
+                 f"{o.rounds} round(s) x ({o.warmup:g} s warm-up + {o.duration:g} s measured) per server"
+                 + (f" + {o.low_duration:g} s at 1 connection" if o.low_duration > 0 else "") + "; "
+                 f"DB {'(--db) ' + self.describe_url(o.db) if o.db else 'SQLite (the default file)'}")
         self.results["machine"] = {"cpu": cpu_model, "cores": os.cpu_count(), "python": platform.python_version(),
-                                   "aiohttp": aiohttp_version, "commit": commit, "pinning": self.pin_note}
+                                   "aiohttp": aiohttp_version, "commit": commit, "pinning": self.pin_note,
+                                   "loadavg": loadavg}
 
     @staticmethod
     def describe_url(url):
@@ -692,39 +787,47 @@ class Bench:
         self.pg_schemas.append(schema)
         return postgres_schema_url(self.options.db, schema)
 
+    def new_server(self, label, **kwargs):
+        return Server(label, os.path.join(self.tmp, label), cpus=self.server_cpus, **kwargs)
+
     def setup(self):
         o = self.options
         self.say("\n== Setup ==")
-        a = Server("A", os.path.join(self.tmp, "A"), package=False, cpus=self.server_cpus)
-        b = Server("B", os.path.join(self.tmp, "B"), package=True, cpus=self.server_cpus,
-                   db_url=self.db_url_for("B"))
-        c = Server("B100k", os.path.join(self.tmp, "B100k"), package=True, cpus=self.server_cpus,
-                   db_url=self.db_url_for("B100k"))
-        limit = o.burst_limit
-        for server in (b, c):
-            self.keys[server.label] = create_keys(server.url, [
-                ("bench", 1_000_000_000), ("burst", limit), ("burst-shared", limit), ("stall", 1_000_000_000)])
-        filled = add_filler_keys(c.url, o.keys)
+        for label in self.labels:
+            if label == "A":
+                server = self.new_server("A", package=False)
+            else:
+                env = {"COMFYUI_API_AUTH_SHARED_LIMITS": "on"} if label == "Bsh" else {}
+                server = self.new_server(label, package=True, db_url=self.db_url_for(label), env=env)
+                self.keys[label] = create_keys(server.url, [
+                    ("bench", 1_000_000_000), ("burst", o.burst_limit), ("burst-shared", o.burst_limit),
+                    ("stall", 1_000_000_000)])
+            self.servers[label] = server
+        b100k = self.servers["B100k"]
+        filled = add_filler_keys(b100k.url, o.keys)
         self.say(f"B100k database: {o.keys:,} extra keys inserted through the package's models in {filled:.1f} s "
-                 f"({count_keys(c.url):,} live keys); B: {count_keys(b.url)} keys")
-        for server in (a, b, c):
+                 f"({count_keys(b100k.url):,} live keys); the others: 4 keys each (bench, burst, burst-shared, stall)")
+        for label in self.labels:
+            server = self.servers[label]
             server.start(o.path)
-            self.servers[server.label] = server
-            self.say(f"{server.label:6} pid {server.pid:>7}  port {server.port}  ready in {server.startup_seconds:5.2f} s"
-                     f"  RSS {proc_rss_mb(server.pid):6.1f} MB  ({'package, require mode' if server.package else 'no package'})")
-        self.results["startup_seconds"] = {s.label: s.startup_seconds for s in (a, b, c)}
+            self.say(f"{label:6} pid {server.pid:>7}  port {server.port:>5}  ready in {server.startup_seconds:5.2f} s"
+                     f"  RSS {proc_rss_mb(server.pid):6.1f} MB  {self.title(label)[6:]}")
+        self.results["startup_seconds"] = {label: self.servers[label].startup_seconds for label in self.labels}
+        self.results["rss_mb"] = {label: proc_rss_mb(self.servers[label].pid) for label in self.labels}
         # sanity: same route, same answer; the package refuses without a key
-        status, _, body_a = a.get(o.path)
+        status, _, body_a = self.servers["A"].get(o.path)
         if status != 200:
             self.note_broken(f"A answers GET {o.path} with {status}")
-        for server in (b, c):
+        for label in self.labels[1:]:
+            server = self.servers[label]
             status, _, _ = server.get(o.path)
             if status != 401:
-                self.note_broken(f"{server.label} without a key answers {status}, expected 401")
-            status, headers, body = server.get(o.path, {"Authorization": "Bearer " + self.keys[server.label]["bench"]})
+                self.note_broken(f"{label} without a key answers {status}, expected 401")
+            status, headers, body = server.get(o.path, {"Authorization": "Bearer " + self.keys[label]["bench"]})
             if status != 200 or body != body_a or "X-RateLimit-Remaining" not in headers:
-                self.note_broken(f"{server.label} with a key answers {status} (body same as A: {body == body_a})")
-        self.say(f"check: A GET {o.path} -> 200; B and B100k -> 401 without a key, 200 + X-RateLimit-* with one")
+                self.note_broken(f"{label} with a key answers {status} (body same as A: {body == body_a})")
+        self.say(f"check: A GET {o.path} -> 200; every package server -> 401 without a key, "
+                 "200 + X-RateLimit-* and the same body with one")
 
     # -- load --
 
@@ -745,46 +848,49 @@ class Bench:
     def header_for(self, server, name="bench"):
         return f"Authorization: Bearer {self.keys[server.label][name]}" if server.package else None
 
-    def check_run(self, server, result):
+    def check_run(self, label, result):
         bad = {k: v for k, v in result["statuses"].items() if k != "200"}
         if bad or result["error_count"]:
-            self.note_broken(f"{server.label}: statuses {result['statuses']}, errors {result['errors']}")
+            self.note_broken(f"{label}: statuses {result['statuses']}, errors {result['errors']}")
+
+    def run_line(self, round_index, label, result, note=""):
+        lag = result.get("lag")
+        lag_text = f"{lag['max_ms']:6.2f}/{lag['p99_ms']:5.2f}" if lag else ""
+        self.say(f"{round_index + 1:>5} {label:6} {result['rps']:8.0f} {fmt(result['p50_ms'])} "
+                 f"{fmt(result['p90_ms'])} {fmt(result['p99_ms'])} {fmt(result['max_ms'])} "
+                 f"{fmt(result['server_us_per_request'], '.1f', 9)} {fmt(result['server_cpu'], '.2f', 7)} "
+                 f"{fmt(result['client_cpu'], '.2f', 7)} {fmt(result['other_cpu'], '.2f', 7)}  {lag_text}{note}")
 
     def throughput(self):
         o = self.options
-        labels = ["A", "B", "B100k"]
+        labels = self.labels
         self.say(f"\n== Throughput: {o.concurrency} connections, GET {o.path}, interleaved rounds ==")
-        self.say("round server      req/s   p50 ms   p90 ms   p99 ms   max ms  srv us/req  srv cpu  "
-                 "client cpu  others cpu  loop lag max/p99 ms")
+        self.say("(srv us/req = server process CPU time per request, all threads, from /proc; cpu columns in cores: "
+                 "server, load generator, everything else on the machine)")
+        self.say("round server    req/s   p50 ms   p90 ms   p99 ms   max ms srv us/req srv cpu  client  others  "
+                 "loop lag max/p99 ms")
         for round_index in range(o.rounds):
-            order = labels[round_index % 3:] + labels[:round_index % 3]
+            shift = round_index % len(labels)
+            order = labels[shift:] + labels[:shift]
             for label in order:
                 server = self.servers[label]
                 result = self.loadgen(server, o.concurrency, o.warmup, o.duration, self.header_for(server))
-                lags, _ = server.lag_samples(result["wall_start"], result["wall_end"])
-                result["lag"] = lag_stats(lags)
-                self.check_run(server, result)
+                samples, _ = server.lag_samples(result["wall_start"], result["wall_end"])
+                result["lag"] = lag_stats(samples)
+                self.check_run(label, result)
                 self.results["runs"].setdefault(label, []).append(result)
-                self.say(f"{round_index + 1:>5} {label:6} {result['rps']:10.0f} {fmt(result['p50_ms'])} "
-                         f"{fmt(result['p90_ms'])} {fmt(result['p99_ms'])} {fmt(result['max_ms'])} "
-                         f"{fmt(result['server_us_per_request'], '.1f', 11)} {fmt(result['server_cpu'], '.2f')} "
-                         f"{fmt(result['client_cpu'], '.2f', 11)} {fmt(result['other_cpu'], '.2f', 11)}   "
-                         f"{result['lag']['max_ms']:.2f}/{result['lag']['p99_ms']:.2f}")
-                if result["client_cpu"] > 0.90:
-                    self.say("      note: the load generator used >90% of its core: it may be the bottleneck")
+                self.run_line(round_index, label, result,
+                              "  (load generator > 90% busy)" if result["client_cpu"] > 0.90 else "")
             if o.low_duration > 0:
                 for label in order:
                     server = self.servers[label]
                     result = self.loadgen(server, 1, min(o.warmup, 0.5), o.low_duration, self.header_for(server))
-                    self.check_run(server, result)
+                    self.check_run(label, result)
                     self.results["low_runs"].setdefault(label, []).append(result)
-                    self.say(f"{round_index + 1:>5} {label:6} {result['rps']:10.0f} {fmt(result['p50_ms'])} "
-                             f"{fmt(result['p90_ms'])} {fmt(result['p99_ms'])} {fmt(result['max_ms'])} "
-                             f"{fmt(result['server_us_per_request'], '.1f', 11)} {fmt(result['server_cpu'], '.2f')} "
-                             f"{fmt(result['client_cpu'], '.2f', 11)} {fmt(result['other_cpu'], '.2f', 11)}   "
-                             "(1 connection: unloaded latency)")
+                    self.run_line(round_index, label, result, "  1 connection (unloaded latency)")
 
-    def summarize_runs(self, runs):
+    @staticmethod
+    def summarize_runs(runs):
         return {
             "rps": median([r["rps"] for r in runs]),
             "p50_ms": median([r["p50_ms"] for r in runs]),
@@ -813,47 +919,49 @@ class Bench:
             raise RuntimeError(f"burst client failed:\n{done.stderr[-3000:]}")
         return json.loads(done.stdout)
 
+    def record_burst(self, name, title, result):
+        o = self.options
+        ok, limited = result["statuses"].get("200", 0), result["statuses"].get("429", 0)
+        exact = ok == min(o.burst_limit, o.burst_n) and limited == o.burst_n - ok and not result["error_count"]
+        self.results.setdefault("bursts", {})[name] = {**result, "exact": exact, "title": title}
+        verdict = "PASS (exactly L succeed)" if exact else f"MISS ({ok - o.burst_limit:+d} against L)"
+        self.say(f"{title:58} 200 x {ok:3}, 429 x {limited:3}"
+                 + (f", other {result['statuses']}" if ok + limited != o.burst_n else "") + f"  -> {verdict}")
+        if len(result["per_port"]) > 1:
+            self.say("      per process: " + ";  ".join(
+                f"port {port}: " + ", ".join(f"{k} x {v}" for k, v in sorted(stats.items()))
+                for port, stats in result["per_port"].items()))
+        if result["error_count"] or ok + limited != o.burst_n:
+            self.note_broken(f"burst {name}: {result['statuses']} {result['errors']}")
+
     def bursts(self):
         o = self.options
-        limit, n = o.burst_limit, o.burst_n
-        self.say(f"\n== Burst exactness: key with limit L={limit}/hour, N={n} concurrent requests ==")
-        self.results["bursts"] = {}
-        for label in ("B", "B100k"):
-            server = self.servers[label]
-            result = self.burst([server], "burst", n)
-            ok, limited = result["statuses"].get("200", 0), result["statuses"].get("429", 0)
-            exact = ok == min(limit, n) and limited == n - ok and not result["error_count"]
-            self.results["bursts"][label] = {**result, "exact": exact}
-            self.say(f"{label:6} one process:  200 x {ok}, 429 x {limited}"
-                     + (f", other {result['statuses']}" if ok + limited != n else "")
-                     + f"  -> {'PASS (exactly L succeed)' if exact else 'MISS'}")
-            if result["error_count"] or ok + limited != n:
-                self.note_broken(f"burst on {label}: {result}")
-        # Scale-out: two ComfyUI processes on one database, the burst split between them.
-        b = self.servers["B"]
-        b2 = Server("B2", os.path.join(self.tmp, "B2"), package=True, cpus=self.server_cpus, db_url=b.url)
-        b2.start(o.path)
-        try:
-            keys_b = self.keys["B"]
-            self.keys["B2"] = keys_b
-            result = self.burst([b, b2], "burst-shared", n)
-        finally:
-            b2.stop()
-        ok, limited = result["statuses"].get("200", 0), result["statuses"].get("429", 0)
-        exact = ok == min(limit, n) and limited == n - ok and not result["error_count"]
-        self.results["bursts"]["two_processes"] = {**result, "exact": exact}
-        split = ", ".join(f"port {port}: {stats}" for port, stats in result["per_port"].items())
-        self.say(f"B + B2 two processes sharing B's database, N split evenly: 200 x {ok}, 429 x {limited}  "
-                 f"-> {'PASS (exactly L succeed)' if exact else f'MISS ({ok - limit:+d} over the limit)'}")
-        self.say(f"       per process: {split}")
-        if result["error_count"]:
-            self.note_broken(f"burst on two processes: {result['errors']}")
+        self.say(f"\n== Burst exactness: a fresh key with limit L={o.burst_limit}/hour, N={o.burst_n} requests "
+                 "sent at once on N open connections ==")
+        for label in self.labels[1:]:
+            self.record_burst(label, f"{label}: one process", self.burst([self.servers[label]], "burst", o.burst_n))
+        # Scale-out: a second ComfyUI process on the same database, the burst split between them.
+        for label in ("B", "Bsh"):
+            if label not in self.servers:
+                continue
+            first = self.servers[label]
+            second = Server(label + "-2", os.path.join(self.tmp, label + "-2"), package=True, cpus=self.server_cpus,
+                            db_url=first.url, env=first.env)
+            second.start(o.path)
+            self.keys[second.label] = self.keys[label]
+            try:
+                result = self.burst([first, second], "burst-shared", o.burst_n)
+            finally:
+                second.stop()
+            settings = "shared limits on" if label == "Bsh" else "default settings"
+            self.record_burst(f"{label}_two_processes",
+                              f"{label} + {second.label}: two processes, one database, {settings}", result)
 
     # -- stalls --
 
     def stalls(self):
         o = self.options
-        self.say("\n== Event-loop stalls (lag monitor inside the server process, sampling every 5 ms) ==")
+        self.say("\n== Event-loop stalls: lag monitor inside the server (a 5 ms timer; how late it fires) ==")
         old = self.servers.pop("B100k")
         old.stop()
         server = Server("B100k-trace", old.workdir, package=True, cpus=self.server_cpus, trace=True,
@@ -861,116 +969,153 @@ class Bench:
         server.loopmon_path = os.path.join(old.workdir, "loopmon-trace.txt")
         self.keys[server.label] = self.keys["B100k"]
         server.start(o.path)
-        self.servers[server.label] = server
-        self.say(f"restarted B100k with callback tracing (callbacks >= 2 ms are named): ready in "
-                 f"{server.startup_seconds:.2f} s with {count_keys(server.url):,} keys; RSS {proc_rss_mb(server.pid):.1f} MB")
+        self.extra_servers.append(server)
+        self.say(f"B100k restarted with callback tracing (callbacks >= 2 ms are named): ready in "
+                 f"{server.startup_seconds:.2f} s with {count_keys(server.url):,} keys; "
+                 f"RSS {proc_rss_mb(server.pid):.1f} MB")
         windows = []
 
         def window(name, seconds, action=None):
             start = time.time()
-            extra = action() if action else None
+            if action:
+                action()
             remaining = seconds - (time.time() - start)
             if remaining > 0:
                 time.sleep(remaining)
-            windows.append((name, start, time.time(), extra))
+            windows.append((name, start, time.time()))
 
-        # the server sits idle: background refresh and flush run every ~2 s
-        window("idle (refresh + flush timers)", o.stall_idle)
-        # under the same load as the throughput runs
-        window(f"loaded ({o.concurrency} connections)", 0,
+        window("idle: refresh + flush timers only", o.stall_idle)
+        window(f"loaded: {o.concurrency} connections", 0,
                lambda: self.loadgen(server, o.concurrency, 0.2, o.stall_load, self.header_for(server, "stall")))
-        # right after the load: the flush writes what the load counted
-        window("after load (flush of the counted usage)", o.stall_idle / 2)
-        # another process (a CLI, another ComfyUI) creates many keys: refresh applies them
-        window(f"idle while {o.stall_new_keys:,} keys are created elsewhere (one transaction, "
-               "one revision per key)", o.stall_idle,
+        window("after the load: flush of what it counted", o.stall_idle / 2)
+        window(f"idle while {o.stall_new_keys:,} keys are created by another process", o.stall_idle,
                lambda: add_filler_keys(server.url, o.stall_new_keys, "bulk", with_revision_per_key=True))
         _, all_slow = server.lag_samples(None, None)
         a_server = self.servers["A"]
         self.results["stalls"] = []
-        self.say(f"{'window':75} {'seconds':>7} {'max lag ms':>10} {'p99 lag ms':>10}  (A idle, same time: max)")
-        for name, start, end, _ in windows:
-            lags, _ = server.lag_samples(start, end, wait=False)
-            stats = lag_stats(lags)
-            a_lags, _ = a_server.lag_samples(start, end, wait=False)
-            a_stats = lag_stats(a_lags)
+        self.say(f"{'window (B100k)':58} {'secs':>5} {'max lag':>8} {'p99 lag':>8} {'own CPU':>8}   worst sample: "
+                 f"{'loop CPU':>8} {'threads':>8}  cause  {'A idle':>7}")
+        for name, start, end in windows:
+            samples, _ = server.lag_samples(start, end, wait=False)
+            stats = lag_stats(samples)
+            a_stats = lag_stats(a_server.lag_samples(start, end, wait=False)[0])
+            worst = stats["worst"] or {"loop_cpu_ms": float("nan"), "other_threads_ms": float("nan"), "cause": "-"}
             self.results["stalls"].append({"window": name, **stats, "a_idle_max_ms": a_stats["max_ms"]})
-            self.say(f"{name:75} {end - start:7.1f} {fmt(stats['max_ms'], '.2f', 10)} {fmt(stats['p99_ms'], '.2f', 10)}"
-                     f"  ({fmt(a_stats['max_ms'], '.2f', 5)})")
-        all_slow.sort(reverse=True)
-        self.say("longest single callbacks on the loop (>= 2 ms), named:")
+            self.say(f"{name:58} {end - start:5.1f} {fmt(stats['max_ms'], '.2f', 8)} {fmt(stats['p99_ms'], '.2f', 8)} "
+                     f"{fmt(stats['own_max_ms'], '.2f', 8)}                 {fmt(worst['loop_cpu_ms'], '.2f', 8)} "
+                     f"{fmt(worst['other_threads_ms'], '.2f', 8)}  {worst['cause']:5}  {fmt(a_stats['max_ms'], '.2f', 7)}")
+        self.say("(ms. max lag: how late the timer fired at worst, an upper bound of the longest stall. own CPU: the "
+                 "largest lag that the server's own CPU use (loop thread + its other threads) explains. worst sample: "
+                 "CPU of the loop thread and of the server's other threads during it; cause: busy = the loop worked, "
+                 "GIL = another server thread held the GIL, OS = the process was not scheduled (other programs). "
+                 "A idle: the plain server's max lag in the same seconds = the machine's noise)")
+        all_slow.sort(key=lambda item: -item[1])
+        self.say("longest single callbacks on B100k's loop by loop-thread CPU (callbacks >= 2 ms wall are recorded):")
         if not all_slow:
             self.say("  none")
-        for took, what, when in all_slow[:8]:
-            where = next((name for name, start, end, _ in windows if start <= when <= end), "between windows")
-            self.say(f"  {took * 1e3:7.2f} ms  {what[:90]}  [{where}]")
-        self.results["slow_callbacks"] = [(t, w) for t, w, _ in all_slow[:20]]
-        self.say("(lag = how late a 5 ms timer fires: an upper bound of the longest stall in the window; under "
-                 "load it includes one loop iteration's worth of queued requests, as for A)")
+        for took, cpu, what, when in all_slow[:8]:
+            where = next((name for name, start, end in windows if start <= when <= end), "start-up")
+            self.say(f"  {cpu * 1e3:7.2f} ms CPU ({took * 1e3:7.2f} ms wall)  {what[:70]}  [{where}]")
+        self.results["slow_callbacks"] = [(t, c, w) for t, c, w, _ in all_slow[:20]]
+
+    # -- profile --
+
+    def profile(self):
+        o = self.options
+        spy = shutil.which("py-spy")
+        self.say(f"\n== Profile: py-spy on B under load ({o.profile:g} s, 250 Hz, samples holding the GIL) ==")
+        if spy is None:
+            self.say("py-spy is not installed (pip install py-spy): skipped")
+            return
+        server = self.servers["B"]
+        raw = os.path.join(self.tmp, "B-profile.txt")
+        env = dict(os.environ, BENCH_HEADER=self.header_for(server))
+        load = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_loadgen", "--port", str(server.port),
+                                 "--path", o.path, "--concurrency", str(o.concurrency), "--warmup", "1",
+                                 "--duration", str(o.profile + 2), "--server-pid", str(server.pid)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=pin_to(self.client_cpus))
+        time.sleep(1.5)
+        spied = subprocess.run([spy, "record", "-p", str(server.pid), "-d", str(int(o.profile)), "-r", "250",
+                                "--gil", "--nonblocking", "--full-filenames", "--format", "raw", "-o", raw],
+                               capture_output=True, text=True)
+        out, _ = load.communicate()
+        if spied.returncode != 0 or not os.path.exists(raw):
+            self.say(f"py-spy failed: {spied.stderr.strip()[-500:]}")
+            return
+        total, attributable, by_function, by_line = analyze_profile(raw)
+        if not total:
+            self.say("no samples")
+            return
+        us_per_req = median([r["server_us_per_request"] for r in self.results["runs"]["B"]])
+        scale = us_per_req / total  # us per request for one sample's share (GIL-holding samples ~ CPU)
+        self.say(f"{total} samples; in the package's own frames (not the handler below them): {attributable} = "
+                 f"{attributable / total:.1%} of the server's Python time = ~{attributable * scale:.1f} us of its "
+                 f"{us_per_req:.1f} us a request")
+        self.say("hottest package functions (self time, incl. the C calls they make):")
+        for name, count in sorted(by_function.items(), key=lambda item: -item[1])[:10]:
+            self.say(f"  {count / total:6.1%}  ~{count * scale:5.1f} us/req  {name}")
+        self.say("hottest package lines:")
+        for name, count in sorted(by_line.items(), key=lambda item: -item[1])[:12]:
+            self.say(f"  {count / total:6.1%}  ~{count * scale:5.1f} us/req  {name}")
+        self.results["profile"] = {"total": total, "attributable": attributable,
+                                   "functions": by_function, "lines": by_line}
 
     # -- summary --
 
     def summary(self):
         o = self.options
         runs = self.results["runs"]
-        s = {label: self.summarize_runs(runs[label]) for label in runs}
+        s = {label: self.summarize_runs(runs[label]) for label in self.labels if label in runs}
         low = {label: self.summarize_runs(r) for label, r in self.results["low_runs"].items()}
         self.results["summary"] = s
         a = s["A"]
         self.say(f"\n== Summary: medians of {o.rounds} round(s), {o.concurrency} connections, GET {o.path} ==")
-        self.say(f"{'server':26} {'req/s':>8} {'B/A':>6} {'p50 ms':>7} {'p99 ms':>7} {'p99 added':>9} "
-                 f"{'srv us/req':>10} {'added us':>8} {'max lag':>8} {'ready s':>7}")
-        verdicts = []
-        for label, title in (("A", "A  no package"), ("B", "B  require, 4 keys"),
-                             ("B100k", f"B100k require, {o.keys + 4:,} keys")):
+        self.say(f"{'server':32} {'req/s':>7} {'B/A':>6} {'p50 ms':>7} {'p99 ms':>7} {'p99 added':>10} "
+                 f"{'srv us/req':>10} {'added':>7} {'CPU B/A':>7} {'max lag':>8} {'ready':>6} {'RSS MB':>7}")
+        for label in self.labels:
             r = s[label]
-            ratio = r["rps"] / a["rps"]
-            added = r["p99_ms"] - a["p99_ms"]
-            cost = r["us_per_req"] - a["us_per_req"]
-            r.update(ratio=ratio, p99_added_ms=added, added_us=cost)
-            start = self.results["startup_seconds"].get(label, float("nan"))
-            self.say(f"{title:26} {r['rps']:8.0f} {ratio:6.3f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
-                     f"{('-' if label == 'A' else f'{added:+.2f} ms'):>9} {r['us_per_req']:10.1f} "
-                     f"{('-' if label == 'A' else f'{cost:+.1f}'):>8} {r['lag_max_ms']:7.1f}ms {start:7.2f}")
+            r.update(ratio=r["rps"] / a["rps"], p99_added_ms=r["p99_ms"] - a["p99_ms"],
+                     added_us=r["us_per_req"] - a["us_per_req"], cpu_ratio=a["us_per_req"] / r["us_per_req"])
+            p99_added = "-" if label == "A" else f"{r['p99_added_ms']:+.2f} ms"
+            added = "-" if label == "A" else f"{r['added_us']:+.1f}us"
+            self.say(f"{self.title(label):32} {r['rps']:7.0f} {r['ratio']:6.3f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
+                     f"{p99_added:>10} {r['us_per_req']:10.1f} {added:>7} {r['cpu_ratio']:7.3f} "
+                     f"{r['lag_max_ms']:6.1f}ms {self.results['startup_seconds'][label]:5.2f}s "
+                     f"{self.results['rss_mb'][label]:7.1f}")
+        self.say("(B/A: measured req/s ratio. CPU B/A: A's CPU per request / this server's = the throughput ratio of "
+                 "a saturated core, unaffected by other programs stealing CPU time)")
         if low:
-            self.say("unloaded (1 connection) medians: " + ";  ".join(
-                f"{label} p50 {v['p50_ms']:.3f} ms, p99 {v['p99_ms']:.3f} ms" for label, v in low.items()))
-            for label in ("B", "B100k"):
-                if label in low and "A" in low:
-                    self.say(f"  {label}: adds {(low[label]['p50_ms'] - low['A']['p50_ms']) * 1e3:+.0f} us at p50, "
-                             f"{(low[label]['p99_ms'] - low['A']['p99_ms']) * 1e3:+.0f} us at p99 on an idle server")
-        self.say("\n== Targets ==")
-        for label in ("B", "B100k"):
+            self.say("1 connection (unloaded), medians: " + ";  ".join(
+                f"{label} p50 {v['p50_ms'] * 1e3:.0f} us, p99 {v['p99_ms'] * 1e3:.0f} us" for label, v in low.items()))
+        self.say("\n== Targets (not enforced: the exit code only says whether something broke) ==")
+        for label in self.labels[1:]:
             r = s[label]
-            for name, ok, shown in (
-                    (f"{label}: throughput ratio B/A >= {TARGET_RATIO:.2f}", r["ratio"] >= TARGET_RATIO,
-                     f"{r['ratio']:.3f}"),
-                    (f"{label}: p99 added <= {TARGET_P99_ADDED_MS:g} ms", r["p99_added_ms"] <= TARGET_P99_ADDED_MS,
-                     f"{r['p99_added_ms']:+.2f} ms")):
-                verdicts.append((name, ok))
-                self.say(f"{'PASS' if ok else 'MISS'}  {name:45} {shown}")
+            self.say(f"{'PASS' if r['ratio'] >= TARGET_RATIO else 'MISS'}  {label:6} throughput ratio >= "
+                     f"{TARGET_RATIO:.2f}: {r['ratio']:.3f} measured, {r['cpu_ratio']:.3f} from CPU per request "
+                     f"({'PASS' if r['cpu_ratio'] >= TARGET_RATIO else 'MISS'})")
+            self.say(f"{'PASS' if r['p99_added_ms'] <= TARGET_P99_ADDED_MS else 'MISS'}  {label:6} p99 added <= "
+                     f"{TARGET_P99_ADDED_MS:g} ms: {r['p99_added_ms']:+.2f} ms")
         move = s["B100k"]["ratio"] - s["B"]["ratio"]
-        ok = abs(move) <= RATIO_MOVE_TOLERANCE
-        self.say(f"{'PASS' if ok else 'MISS'}  {'ratio with 100k keys vs few keys (|diff| <= 0.03)':45} {move:+.3f}")
-        bursts = self.results.get("bursts", {})
-        for label, name in (("B", "burst exact, one process"), ("B100k", "burst exact, one process, 100k keys"),
-                            ("two_processes", "burst exact, two processes, one database")):
-            if label in bursts:
-                result = bursts[label]
-                self.say(f"{'PASS' if result['exact'] else 'MISS'}  {name:45} "
-                         f"{result['statuses'].get('200', 0)} of {o.burst_n} succeeded, L = {o.burst_limit}")
+        cpu_move = s["B100k"]["cpu_ratio"] - s["B"]["cpu_ratio"]
+        self.say(f"{'PASS' if abs(move) <= RATIO_MOVE_TOLERANCE else 'MISS'}  ratio with {o.keys:,} more keys vs "
+                 f"4 keys moves <= {RATIO_MOVE_TOLERANCE}: {move:+.3f} measured, {cpu_move:+.3f} from CPU per request "
+                 f"({'PASS' if abs(cpu_move) <= RATIO_MOVE_TOLERANCE else 'MISS'})")
+        for name, result in self.results.get("bursts", {}).items():
+            self.say(f"{'PASS' if result['exact'] else 'MISS'}  burst exact, {result['title']}: "
+                     f"{result['statuses'].get('200', 0)} of {o.burst_n} succeeded, L = {o.burst_limit}")
         budget_us = a["us_per_req"] * (1 / TARGET_RATIO - 1)
-        self.say(f"(budget: at {a['us_per_req']:.1f} us a request for A, a {TARGET_RATIO:.0%} ratio allows "
-                 f"{budget_us:.1f} us added; measured {s['B']['added_us']:+.1f} us (B), "
-                 f"{s['B100k']['added_us']:+.1f} us (B100k) of server CPU a request)")
+        self.say(f"(server CPU budget: A spends {a['us_per_req']:.1f} us a request, so a {TARGET_RATIO:.2f} ratio "
+                 f"allows {budget_us:.1f} us more; the package adds "
+                 + ", ".join(f"{s[label]['added_us']:+.1f} us ({label})" for label in self.labels[1:]) + ")")
         if max(v["client_cpu"] for v in s.values()) > 0.9:
             self.say("warning: the load generator was near its core's limit in some run; ratios may be understated")
         if min(v["server_cpu"] for v in s.values()) < 0.85:
-            self.say("warning: a server used < 85% of its core: it was not saturated, so req/s reflect the client "
-                     "or other load; compare srv us/req instead")
+            self.say("note: some server used < 85% of its core (other programs shared it): req/s carry that noise; "
+                     "srv us/req (CPU per request) does not")
 
     def cleanup(self):
-        for server in self.servers.values():
+        for server in list(self.servers.values()) + self.extra_servers:
             server.stop()
         for schema in self.pg_schemas:
             try:
@@ -988,6 +1133,8 @@ class Bench:
         try:
             self.setup()
             self.throughput()
+            if self.options.profile:
+                self.profile()
             self.bursts()
             self.stalls()
             self.summary()
@@ -1008,8 +1155,9 @@ class Bench:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI smoke: short windows, 1 round, 2,000 keys")
-    parser.add_argument("--db", help="database URL for B and B100k, e.g. postgresql://user:pw@host/db "
-                                     "(the bench creates and drops two schemas in it); default SQLite files")
+    parser.add_argument("--db", help="database URL for the package servers, e.g. postgresql://user:pw@host/db "
+                                     "(the bench creates, and drops at the end, one schema per server in it); "
+                                     "default: a SQLite file per server")
     parser.add_argument("--path", default="/api/features", help="route to drive (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; --quick 1)")
@@ -1020,6 +1168,12 @@ def parse_args(argv):
     parser.add_argument("--keys", type=int, help="extra keys for B100k (default 100000; --quick 2000)")
     parser.add_argument("--burst-limit", type=int, default=50)
     parser.add_argument("--burst-n", type=int, default=200)
+    parser.add_argument("--no-shared", action="store_true", help="skip Bsh (shared limits on)")
+    parser.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                        help="also sample B under load with py-spy for SECONDS and print the package's hottest "
+                             "functions and lines (needs py-spy)")
+    parser.add_argument("--package", default=REPO, help="package folder to load as the custom node "
+                                                         "(default: this repository), e.g. another checkout")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and client to separate CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the temp directories (logs, databases)")
     parser.add_argument("--json", help="also write all results to this JSON file")
@@ -1037,10 +1191,12 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    global PACKAGE_DIR
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("_loadgen", "_burst"):
         return child_main(argv)
     options = parse_args(argv)
+    PACKAGE_DIR = os.path.abspath(options.package)
     return Bench(options).run()
 
 

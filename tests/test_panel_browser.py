@@ -351,6 +351,208 @@ def test_usage_chart_shows_thirty_days(context, host):
     screenshot(row(page, "chart key"), "panel-usage-chart.png")
 
 
+# ---- workflows, workflow limits, activity -------------------------------------------------
+
+def test_workflows_job_limits_and_activity(context, host):
+    key = host.create_key("workflow bot", rate_limit=500)
+    host.create_key("idle key")
+    for workflow in (COMPLETES, COMPLETES, FAILS):
+        queue_prompt(host, key["api_key"], workflow)
+    jobs = wait_for_jobs(host, f"/api/keys/{key['key_id']}?days=30",
+                         lambda jobs: jobs["prompts_queued"] == 3 and jobs["prompts_waiting"] == 0)
+    assert (jobs["prompts_completed"], jobs["prompts_failed"], jobs["prompts_interrupted"]) == (2, 1, 0)
+
+    context.set_default_timeout(10000)
+    page = context.new_page()
+    page.set_viewport_size({"width": 1100, "height": 1300})
+    seen = watch(page)
+    open_panel(page, host)
+    narrow_sidebar(page)
+    lib = f"await import('/extensions/{FOLDER}/api-keys-lib.js')"
+    durations = page.evaluate(f"""async () => {{ const lib = {lib};
+        return [0, 0.003, 0.5, 4.24, 12, 59.6, 192, 3600, 3725, 90061].map(lib.formatDuration); }}""")
+    assert durations == ["0 s", "3 ms", "500 ms", "4.2 s", "12 s", "1 min", "3 min 12 s", "1 h", "1 h 2 min", "1 d 1 h"]
+    run_time = page.evaluate(f"async () => ({lib}).formatDuration({jobs['execution_seconds']})")
+
+    # A. the key's Workflows: counts by outcome and the execution time, compact at 320 px
+    bot = row(page, "workflow bot")
+    bot.locator(".cak-row-main").click()
+    workflows = bot.get_by_test_id("workflows")
+    workflows.wait_for()
+    assert workflow_numbers(workflows) == {"queued": "3", "waiting": "0", "completed": "2", "failed": "1",
+                                           "interrupted": "0", "time": run_time}
+    labels = workflows.locator("dt").all_inner_texts()
+    assert labels == ["Queued", "Waiting now", "Completed", "Failed", "Interrupted", "Run time"], labels
+    assert workflows.get_by_role("heading", name="Workflows").is_visible()
+    assert workflows.evaluate("s => s.querySelector('dl').getBoundingClientRect().height") < 110, "two rows of three"
+    assert bot.get_by_test_id("job-limits").inner_text() == "Unlimited"
+    assert_fits(page)
+    screenshot(bot, "panel-workflows.png")
+    row(page, "idle key").locator(".cak-row-main").click()
+    idle = row(page, "idle key").get_by_test_id("workflows")
+    assert "No workflows queued with this key in the last 30 days." in idle.inner_text()
+    bot.locator(".cak-row-main").click()
+
+    # B. workflow limits in the edit dialog, checked as the server checks them
+    bot.get_by_role("button", name="Edit").click()
+    edit = page.get_by_role("dialog", name="Edit “workflow bot”")
+    per_hour = edit.get_by_label("Prompts per hour")
+    waiting = edit.get_by_label("Prompts waiting at once")
+    assert per_hour.input_value() == "" and waiting.input_value() == ""
+    assert per_hour.get_attribute("placeholder") == "Unlimited"
+    assert edit.get_by_role("group", name="Workflow limits (optional)").is_visible()
+    assert "Empty means unlimited" in edit.inner_text()
+    per_hour.fill("ten")
+    waiting.fill("1000000001")
+    edit.get_by_role("button", name="Save").click()
+    text = edit.inner_text()
+    assert "Enter a whole number" in text and "Use 0 to 1,000,000,000" in text
+    assert per_hour.get_attribute("aria-invalid") == "true" and waiting.get_attribute("aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == per_hour.get_attribute("id"), "focus on the first wrong field"
+    assert not [m for m, _ in api_calls(seen, r"/api/keys/") if m == "PATCH"]
+    screenshot(edit, "panel-job-limits-errors.png")
+    per_hour.fill(" 10 ")
+    waiting.fill("2")
+    assert edit.locator(".cak-field-error:visible").count() == 0, "a message goes once its value is edited"
+    assert per_hour.get_attribute("aria-invalid") is None
+    screenshot(page, "panel-job-limits-dialog.png")
+    with page.expect_request(lambda r: r.method == "PATCH") as sent:
+        edit.get_by_role("button", name="Save").click()
+    assert json.loads(sent.value.post_data) == {"job_limits": {"prompts_per_hour": 10, "max_waiting": 2}}
+    toast(page, "success", "“workflow bot” saved")
+    edit.wait_for(state="detached")
+    assert page.evaluate("document.activeElement.textContent").strip() == "Edit", "focus back on Edit"
+    server = host.get(f"/api/keys/{key['key_id']}").json()
+    assert server["job_limits"] == {"prompts_per_hour": 10, "max_waiting": 2}
+    assert server["rate_limit"] == 500 and server["name"] == "workflow bot"
+    assert bot.get_by_test_id("job-limits").inner_text() == "10 prompts per hour · 2 waiting at once"
+
+    # emptying a field makes it unlimited again; both are sent, as PATCH replaces both
+    bot.get_by_role("button", name="Edit").click()
+    assert edit.get_by_label("Prompts per hour").input_value() == "10"
+    edit.get_by_label("Prompts waiting at once").fill("")
+    with page.expect_request(lambda r: r.method == "PATCH") as sent:
+        edit.get_by_role("button", name="Save").click()
+    assert json.loads(sent.value.post_data) == {"job_limits": {"prompts_per_hour": 10, "max_waiting": None}}
+    toast(page, "success", "“workflow bot” saved")
+    edit.wait_for(state="detached")
+    assert host.get(f"/api/keys/{key['key_id']}").json()["job_limits"] == {"prompts_per_hour": 10, "max_waiting": None}
+    assert bot.get_by_test_id("job-limits").inner_text() == "10 prompts per hour · any number waiting"
+
+    # and in the create dialog
+    page.get_by_role("button", name="New key").click()
+    create = page.get_by_role("dialog", name="New API key")
+    create.get_by_label("Name", exact=True).fill("queue blocked")
+    create.get_by_label("Prompts per hour").fill("0")
+    create.get_by_role("button", name="Create key").click()
+    shown = page.get_by_role("dialog", name="Key created: queue blocked")
+    blocked_secret = shown.get_by_test_id("new-key").input_value()
+    shown.get_by_role("button", name="Done").click()
+    no_dialog(page)
+    blocked = [k for k in host.get("/api/keys").json()["keys"] if k["name"] == "queue blocked"][0]
+    assert blocked["job_limits"] == {"prompts_per_hour": 0, "max_waiting": None}
+    assert requests.post(host.url("/prompt"), json={"prompt": COMPLETES}, headers={"X-API-Key": blocked_secret},
+                         timeout=10).status_code == 429, "the limit set in the panel is the server's"
+    blocked_secret = None
+
+    # C. the activity: collapsed, loaded when opened, key names instead of ids
+    activity = page.get_by_test_id("activity")
+    toggle = activity.get_by_role("button", name="Activity", exact=True)
+    assert toggle.get_attribute("aria-expanded") == "false"
+    assert not activity.get_by_test_id("activity-list").is_visible()
+    assert not api_calls(seen, r"/api/audit"), "nothing is loaded before the section is opened"
+    toggle.click()
+    assert toggle.get_attribute("aria-expanded") == "true"
+    activity.get_by_test_id("activity-status").filter(has_text="events shown").wait_for()
+    assert [url for _, url in api_calls(seen, r"/api/audit")][-1].endswith("/api/audit?limit=50")
+    events = activity.locator(".cak-event")
+    created = activity.locator(".cak-event[data-action=key_create]", has_text="workflow bot")
+    assert created.count() == 1
+    text = created.inner_text()
+    assert "Key created “workflow bot”" in text and "500 requests per hour" in text
+    assert "Admin on this machine" in text and "127.0.0.1" in text
+    assert key["key_id"] not in text, "the name, not the id"
+    updates = activity.locator(".cak-event[data-action=key_update]", has_text="workflow bot")
+    assert updates.count() == 2
+    assert all("Key changed “workflow bot”" in t and "Changed workflow limits" in t for t in updates.all_inner_texts())
+    assert activity.locator(".cak-event[data-action=key_create]", has_text="queue blocked").count() == 1
+    first = events.first.inner_text()
+    assert "queue blocked" in first, "newest first"
+    oldest = events.last.inner_text()
+    assert "Mode changed" in oldest and "Now “enable”" in oldest and "Server configuration" in oldest
+    assert events.count() == len(host.get("/api/audit").json()["events"])
+    assert activity.get_by_role("button", name="Load more").is_hidden()
+    assert "that is all" in activity.get_by_test_id("activity-status").inner_text()
+    assert "comfy_" not in activity.inner_text()
+    assert_fits(page)
+    screenshot(activity, "panel-activity.png")
+
+    # a change made in the panel shows up at once while the section is open
+    row(page, "queue blocked").locator(".cak-row-main").click()
+    row(page, "queue blocked").get_by_role("button", name="Disable").click()
+    toast(page, "success", "API key disabled")
+    activity.locator(".cak-event[data-action=key_disable]", has_text="queue blocked").wait_for()
+    toggle.click()
+    assert toggle.get_attribute("aria-expanded") == "false" and events.count() == 0
+    assert not page.locator(".p-toast-message-error").count()
+    assert not seen["errors"], seen["errors"]
+
+
+def test_activity_load_more_by_keyboard(context, host):
+    busy = host.create_key("busy key")
+    for i in range(55):
+        assert host.patch(f"/api/keys/{busy['key_id']}", json={"rate_limit": 101 + i}).status_code == 200
+    gone = host.create_key("short lived")
+    assert host.delete(f"/api/keys/{gone['key_id']}").status_code == 200
+    total = len(host.get("/api/audit?limit=1000").json()["events"])
+    assert total == 59  # mode change, 2 creations, 55 changes, 1 deletion
+
+    page = context.new_page()
+    seen = watch(page)
+    open_panel(page, host)
+    page.get_by_test_id("key-count").filter(has_text="1 key").wait_for()
+    activity = page.get_by_test_id("activity")
+    toggle = activity.get_by_role("button", name="Activity", exact=True)
+    toggle.focus()
+    page.keyboard.press("Enter")
+    status = activity.get_by_test_id("activity-status")
+    status.filter(has_text="50 events shown.").wait_for()
+    events = activity.locator(".cak-event")
+    assert events.count() == 50
+    # a deleted key keeps the name the trail recorded
+    assert "Key deleted “short lived”" in events.nth(0).inner_text()
+    assert "Key created “short lived”" in events.nth(1).inner_text()
+    assert "Key changed “busy key”" in events.nth(2).inner_text()
+    ids = [int(i) for i in events.evaluate_all("items => items.map(e => e.dataset.eventId)")]
+    assert ids == sorted(ids, reverse=True)
+
+    more = activity.get_by_role("button", name="Load more")
+    more.focus()
+    page.keyboard.press("Enter")
+    status.filter(has_text="59 events shown; that is all.").wait_for()
+    assert api_calls(seen, r"/api/audit")[-1][1].endswith(f"/api/audit?limit=50&before={min(ids)}")
+    assert events.count() == 59
+    assert more.is_hidden()
+    focused = page.evaluate("document.activeElement.dataset.eventId")
+    assert int(focused) == max(i for i in (e["id"] for e in host.get("/api/audit?limit=1000").json()["events"])
+                               if i < min(ids)), "focus moves on to the first older event"
+    assert "Key created “busy key”" in events.nth(57).inner_text()
+    assert "Mode changed" in events.nth(58).inner_text()
+
+    # Refresh reloads an open activity from the newest event
+    host.patch(f"/api/keys/{busy['key_id']}", json={"name": "busy key renamed"})
+    page.get_by_role("button", name="Refresh").click()
+    activity.locator(".cak-event").first.filter(has_text="Key changed “busy key renamed”").wait_for()
+    status.filter(has_text="50 events shown.").wait_for()
+    assert "Changed name" in events.first.inner_text()
+
+    toggle.focus()
+    page.keyboard.press("Space")
+    assert toggle.get_attribute("aria-expanded") == "false"
+    assert not activity.get_by_test_id("activity-list").is_visible()
+    assert not seen["errors"], seen["errors"]
+
+
 def _nested(depth):
     value = "leaf"
     for _ in range(depth):
@@ -366,10 +568,12 @@ def test_client_validation_matches_the_server(context, host):
     metadata = [{}, {"a": "b"}, _nested(8), _nested(9), {"l": [[[[[[[["x"]]]]]]]]}, {"l": [[[[[[[[["x"]]]]]]]]]},
                 {"k": "x" * 16375}, {"k": "x" * 16376}, {"k": "é" * 8187}, {"k": "é" * 8188},
                 {"a": 1, "b": [1, 2, {"c": None}], "d": True}, [], "text"]
+    job_limits = ["", "  ", "0", "10", " 42 ", "007", "1000000000", "1000000001", "99999999999999999999", "-1", "1.5",
+                  "1e3", "abc", "0x10", "\uff11\uff12", "null"]
     page = context.new_page()
     page.goto(host.base + "/")
     page.wait_for_selector("body[data-comfy-ready=true]")
-    client = page.evaluate("""async ([folder, names, metadata]) => {
+    client = page.evaluate("""async ([folder, names, metadata, jobLimits]) => {
         const lib = await import(`/extensions/${folder}/api-keys-lib.js`);
         const ok = (fn) => { try { return [true, fn()]; } catch (e) { return [false, e.message]; } };
         return {
@@ -380,8 +584,9 @@ def test_client_validation_matches_the_server(context, host):
             json: ['{"a": 1, "a": 2}', '{"a": {"b": 1, "b": 2}}', '{"a": [{"b": 1}, {"b": 2}]}', '{"a": "b", "c": "a"}',
                    '[1]', 'null', '{"x": NaN}', '']
                 .map(j => ok(() => lib.parseMetadataJson(j))[0]),
+            jobLimits: jobLimits.map(j => ok(() => lib.parseJobLimit(j, "max_waiting"))),
         };
-    }""", [FOLDER, names, metadata])
+    }""", [FOLDER, names, metadata, job_limits])
 
     for name, (accepted, value) in zip(names, client["names"]):
         try:
@@ -398,6 +603,15 @@ def test_client_validation_matches_the_server(context, host):
             assert not accepted, str(meta)[:80]
     assert [r[1] if r[0] else None for r in client["rates"]] == [0, 100, 42, 1_000_000_000] + [None] * 7
     assert client["json"] == [False, False, True, True, False, False, False, True]
+    # workflow limits: empty is unlimited (null); what the panel accepts the server accepts, and the edges agree
+    assert [r[1] if r[0] else "refused" for r in client["jobLimits"]] == (
+        [None, None, 0, 10, 42, 7, 1_000_000_000] + ["refused"] * 9)
+    for accepted, value in client["jobLimits"]:
+        if accepted:
+            assert validation.validate_job_limits({"prompts_per_hour": value, "max_waiting": value})["max_waiting"] == value
+    for refused in (1_000_000_001, -1, 1.5, True, "10"):
+        with pytest.raises(validation.InvalidInput):
+            validation.validate_job_limits({"max_waiting": refused})
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -468,6 +682,9 @@ def test_require_mode_key_holder_sees_only_their_own_usage(context, make_host):
     admin.post(host.url("/api/keys"), json={"name": "someone else's key"}, timeout=10)
     assert use_key(host, mine["api_key"], 4) == [200] * 4
     assert use_key(host, mine["api_key"], 1, "/api/usage?days=0") == [400]
+    queue_prompt(host, mine["api_key"], COMPLETES)
+    wait_for_jobs(host, "/api/usage?days=30", lambda jobs: jobs["prompts_completed"] == 1,
+                  headers={"X-API-Key": mine["api_key"]})
 
     page = context.new_page()
     seen = watch(page)
@@ -488,10 +705,18 @@ def test_require_mode_key_holder_sees_only_their_own_usage(context, make_host):
     endpoints = own.locator(".cak-endpoints li").all_inner_texts()
     assert any(e.startswith("GET /usage") and "1 failed" in e for e in endpoints), endpoints
     assert own.locator(".cak-chart rect").count() == 30
+    # the workflows this key queued
+    assert workflow_numbers(own.get_by_test_id("workflows")) == {
+        "queued": "1", "waiting": "0", "completed": "1", "failed": "0", "interrupted": "0",
+        "time": page.evaluate(f"""async () => (await import('/extensions/{FOLDER}/api-keys-lib.js'))
+            .formatDuration({host.get("/api/usage?days=30", headers={"X-API-Key": mine["api_key"]})
+                             .json()["usage_stats"]["jobs"]["execution_seconds"]})""")}
     assert "someone else" not in page.get_by_test_id("api-keys-panel").inner_text()
     assert page.get_by_test_id("key-list").count() == 0
     assert page.get_by_role("button", name="New key").count() == 0
+    assert page.get_by_test_id("activity").count() == 0, "the activity is for admins"
     assert not api_calls(seen, r"/api/keys"), "a key holder's panel must not ask for the key list"
+    assert not api_calls(seen, r"/api/audit")
     assert not page.locator(".p-toast-message-error").count()
     screenshot(page, "panel-key-holder-require.png")
 
@@ -626,11 +851,16 @@ def test_dark_and_light_themes_follow_comfyui_variables(context, host):
     use_key(host, key["api_key"], 5)
     disabled = host.create_key("disabled one")
     host.patch(f"/api/keys/{disabled['key_id']}", json={"is_active": False})
+    queue_prompt(host, key["api_key"], COMPLETES)
+    queue_prompt(host, key["api_key"], FAILS)
+    wait_for_jobs(host, f"/api/keys/{key['key_id']}?days=30", lambda jobs: jobs["prompts_failed"] == 1)
     page = context.new_page()
-    page.set_viewport_size({"width": 1100, "height": 1250})
+    page.set_viewport_size({"width": 1100, "height": 1700})
     open_panel(page, host)
     row(page, "theme check").locator(".cak-row-main").click()
     row(page, "theme check").get_by_test_id("usage").locator(".cak-chart").wait_for()
+    page.get_by_role("button", name="Activity", exact=True).click()
+    page.get_by_test_id("activity-status").filter(has_text="that is all").wait_for()
     for name, variables, light, fg in (("dark", DARK, False, "rgb(255, 255, 255)"),
                                        ("light", LIGHT, True, "rgb(34, 34, 34)")):
         set_theme(page, variables, light)

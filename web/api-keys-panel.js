@@ -729,12 +729,16 @@ class ApiKeysPanel {
     }, h("span", { class: "cak-chevron", "aria-hidden": "true", text: "\u203a" }), "Activity");
     a.status = h("p", { class: "cak-count cak-muted", role: "status", "data-testid": "activity-status" });
     a.list = h("ol", { class: "cak-events", "aria-labelledby": titleId, "data-testid": "activity-list" });
+    // Busy buttons are aria-disabled, not disabled: a disabled button would drop the keyboard focus.
+    const unlessBusy = (fn) => (event) => {
+      if (event.currentTarget.getAttribute("aria-disabled") !== "true") fn();
+    };
     a.more = h("button", {
-      type: "button", class: "cak-btn cak-more", hidden: true, onclick: () => this.loadActivity({ more: true }),
+      type: "button", class: "cak-btn cak-more", hidden: true, onclick: unlessBusy(() => this.loadActivity({ more: true })),
     }, "Load more");
     a.reload = h("button", {
       type: "button", class: "cak-btn cak-btn-icon cak-btn-small", title: "Reload activity",
-      onclick: () => this.loadActivity(),
+      onclick: unlessBusy(() => this.loadActivity()),
     }, glyph("\u21bb"), srOnly("Reload activity"));
     a.body = h("div", { id: bodyId, class: "cak-activity-body", hidden: true },
       h("div", { class: "cak-activity-bar" },
@@ -768,7 +772,11 @@ class ApiKeysPanel {
     const ticket = ++a.loading;
     const oldest = a.events.length ? Math.min(...a.events.map((e) => e.id)) : null;
     const query = `limit=${LIMITS.AUDIT_PAGE}${more && oldest !== null ? `&before=${oldest}` : ""}`;
-    a.more.disabled = a.reload.disabled = true;
+    const setBusy = (busy) => {
+      for (const button of [a.more, a.reload]) button.setAttribute("aria-disabled", String(busy));
+      a.list.setAttribute("aria-busy", String(busy));
+    };
+    setBusy(true);
     a.status.textContent = more ? "Loading older events…" : "Loading activity…";
     let data;
     try {
@@ -779,11 +787,11 @@ class ApiKeysPanel {
       a.status.textContent = `Could not load the activity: ${error?.message || error}`;
       return;
     } finally {
-      if (ticket === a.loading && !this.destroyed) a.more.disabled = a.reload.disabled = false;
+      if (ticket === a.loading && !this.destroyed) setBusy(false);
     }
     if (ticket !== a.loading || this.destroyed) return;
     const events = (Array.isArray(data.events) ? data.events : []).filter((e) => e && Number.isFinite(e.id));
-    const moreHadFocus = document.activeElement === a.more;
+    const moreHadFocus = more && document.activeElement === a.more;
     if (!more) {
       a.events = [];
       a.list.replaceChildren();
@@ -1016,6 +1024,10 @@ class ApiKeysPanel {
       if (message) input.setAttribute("aria-invalid", "true");
       else input.removeAttribute("aria-invalid");
     };
+    // A message about a value goes once the value is edited.
+    input.addEventListener("input", () => {
+      if (!error.hidden) setError("");
+    });
     return { wrap, input, error, setError };
   }
 

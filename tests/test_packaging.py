@@ -1,0 +1,82 @@
+"""Packaging for ComfyUI-Manager and the Comfy Registry."""
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+import requests
+
+from conftest import HOST_DIR, REPO, free_port
+
+
+def pyproject():
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as handle:
+        return tomllib.load(handle)
+
+
+def requirement_lines():
+    with open(os.path.join(REPO, "requirements.txt"), encoding="utf-8") as handle:
+        return [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+
+
+def test_registry_metadata_is_complete_and_in_step_with_requirements():
+    data = pyproject()
+    project = data["project"]
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]{0,99}", project["name"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", project["version"])
+    assert project["description"] and project["license"]
+    assert os.path.exists(os.path.join(REPO, project["license"]["file"]))
+    assert sorted(project["dependencies"]) == sorted(requirement_lines())
+    assert project["urls"]["Repository"]
+    comfy = data["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] and comfy["Icon"]
+    assert os.path.exists(os.path.join(REPO, comfy["Icon"]))
+    # WEB_DIRECTORY is set in __init__.py; [tool.comfy] web as well would load the panel twice
+    assert "web" not in comfy
+    with open(os.path.join(REPO, "__init__.py"), encoding="utf-8") as handle:
+        assert 'WEB_DIRECTORY = "./web"' in handle.read()
+
+
+def test_web_holds_only_extension_modules():
+    """ComfyUI imports every .js under web/: no tests or vendored files there."""
+    names = [name for _, _, files in os.walk(os.path.join(REPO, "web")) for name in files if name.endswith(".js")]
+    assert names and all(name.startswith("api-keys") for name in names), names
+
+
+def test_manager_style_install_into_a_fresh_environment_then_start(tmp_path):
+    """ComfyUI-Manager installs requirements.txt line by line, then ComfyUI starts."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    for line in requirement_lines():
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", line],
+                       check=True, timeout=300)
+    for folder in ("user", "input", "output", "temp"):
+        (tmp_path / folder).mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI_API_AUTH")}
+    process = subprocess.Popen([python, os.path.join(HOST_DIR, "main.py"), "--port", str(port),
+                                "--user-directory", str(tmp_path / "user"), "--input-directory", str(tmp_path / "input"),
+                                "--output-directory", str(tmp_path / "output"), "--temp-directory", str(tmp_path / "temp"),
+                                "--custom-node", REPO],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        import time
+        deadline = time.time() + 30
+        while True:
+            try:
+                status = requests.get(f"http://127.0.0.1:{port}/api/auth/status", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None and time.time() < deadline, "did not start"
+                time.sleep(0.1)
+        assert status.json()["mode"] == "enable"
+        created = requests.post(f"http://127.0.0.1:{port}/api/keys", json={"name": "fresh"})
+        assert created.status_code == 200
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=15)[0]
+    assert "IMPORT FAILED" not in output, output
