@@ -130,6 +130,7 @@ class KeysApi:
             "key_id": record.key_id,
             "key_name": record.name,
             "rate_limit": record.rate_limit,
+            "job_limits": {"prompts_per_hour": record.prompts_per_hour, "max_waiting": record.max_waiting},
             "requests_this_hour": self.runtime.requests_this_hour(record.pk, time.time()),
             "usage_stats": await self.runtime.usage_stats(record, days),
         })

@@ -226,7 +226,8 @@ def create_middleware(runtime, gate: PromptGate):
         if runtime.quota is None:
             allowed, remaining, reset_at = runtime.limiter.hit(key.pk, key.rate_limit, now)
         else:
-            allowed, remaining, reset_at = await _take_shared(key, now)
+            taken = runtime.quota.take(key.pk, key.rate_limit, now)  # from this process's batch
+            allowed, remaining, reset_at = taken if taken is not None else await _take_shared(key, now)
         rate_headers = {
             "X-RateLimit-Limit": str(key.rate_limit),
             "X-RateLimit-Remaining": str(remaining),
