@@ -14,6 +14,7 @@ METADATA_MAX_DEPTH = 8
 DEFAULT_RATE_LIMIT = 100
 KNOWN_SCOPES = ("admin",)
 DAYS_MAX = 366
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 CREATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "job_limits"})
 UPDATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "is_active", "job_limits"})
@@ -45,7 +46,7 @@ def validate_name(value) -> str:
     name = value.strip()
     if not 1 <= len(name) <= NAME_MAX:
         raise InvalidInput("name", f"'name' must be 1 to {NAME_MAX} characters after trimming")
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in name):
+    if any(unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS for char in name):
         raise InvalidInput("name", "'name' must not contain control characters")
     return name
 
@@ -60,6 +61,8 @@ def validate_rate_limit(value) -> int:
 
 
 def _depth(value, level=1) -> int:
+    if level > METADATA_MAX_DEPTH + 1:
+        return level
     if isinstance(value, dict):
         return max([level] + [_depth(item, level + 1) for item in value.values()])
     if isinstance(value, list):
@@ -165,6 +168,10 @@ def validate_password(value) -> str:
         raise InvalidInput("password", "'password' must be a non-empty string")
     if len(value) < 8:
         raise InvalidInput("password", "'password' must be at least 8 characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("password", "'password' must be valid text (no lone surrogates)") from None
     if len(value.encode("utf-8", "surrogatepass")) > 72:
         # bcrypt reads only 72 bytes; refusing is clearer than truncating.
         raise InvalidInput("password", "'password' must be at most 72 bytes")

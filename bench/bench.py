@@ -94,6 +94,13 @@ def system_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_cores(seconds=0.5) -> float:
+    """CPU cores busy on the whole machine over a short interval."""
+    before = system_busy_seconds()
+    time.sleep(seconds)
+    return (system_busy_seconds() - before) / seconds
+
+
 def proc_rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as handle:
@@ -454,23 +461,23 @@ def count_keys(url) -> int:
         database.close()
 
 
-def postgres_schema_url(url: str, schema: str) -> str:
-    """The same PostgreSQL database, with search_path set to a schema of our own."""
+def postgres_database_url(url: str, name: str) -> str:
+    """The same PostgreSQL server and credentials, another database."""
     parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    query = [(k, v) for k, v in query if k != "options"] + [("options", f"-c search_path={schema}")]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, quote_via=urllib.parse.quote)))
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
 
 
 def postgres_execute(url: str, sql: str):
-    database_mod = package_module("storage.database")
-    database = database_mod.open_database(url)
+    """One statement outside a transaction (CREATE/DROP DATABASE need that)."""
+    import psycopg2  # only with --db postgresql://...
+
+    connection = psycopg2.connect(url)
     try:
-        database.execute_sql(sql)
-        if not database.autocommit:
-            database.commit()
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
     finally:
-        database.close()
+        connection.close()
 
 
 # ---------------------------------------------------------------------------
@@ -576,28 +583,34 @@ class Server:
         return self.process.pid
 
     def lag_samples(self, wall_start=None, wall_end=None, wait=True):
-        """Loop-monitor records inside a time window: (samples, slow callbacks).
+        """Loop-monitor records inside a time window: (samples, slow callbacks, GC pauses).
 
         samples: (lag, loop thread cpu, process cpu) per 5 ms wake-up;
-        slow callbacks: (wall seconds, loop cpu seconds, name, when).
+        slow callbacks: (wall seconds, loop cpu seconds, name, when);
+        GC pauses: (seconds, generation, when).
         """
         if wait:
             time.sleep(1.1)  # the monitor appends once a second
-        samples, slow = [], []
+        samples, slow, pauses = [], [], []
         try:
             with open(self.loopmon_path, encoding="utf-8") as handle:
                 for line in handle:
                     parts = line.rstrip("\n").split(" ", 4)
-                    when = float(parts[0])
-                    if (wall_start is not None and when < wall_start) or (wall_end is not None and when > wall_end):
-                        continue
-                    if parts[1] == "slow":
-                        slow.append((float(parts[2]), float(parts[3]), parts[4], when))
-                    else:
-                        samples.append((float(parts[1]), float(parts[2]), float(parts[3])))
-        except (OSError, ValueError, IndexError):
+                    try:
+                        when = float(parts[0])
+                        if (wall_start is not None and when < wall_start) or (wall_end is not None and when > wall_end):
+                            continue
+                        if parts[1] == "slow":
+                            slow.append((float(parts[2]), float(parts[3]), parts[4], when))
+                        elif parts[1] == "gc":
+                            pauses.append((float(parts[2]), parts[3], when))
+                        else:
+                            samples.append((float(parts[1]), float(parts[2]), float(parts[3])))
+                    except (ValueError, IndexError):
+                        continue  # a line cut short by a kill
+        except OSError:
             pass
-        return samples, slow
+        return samples, slow, pauses
 
 
 def lag_stats(samples):
@@ -702,7 +715,7 @@ class Bench:
         self.servers: dict[str, Server] = {}
         self.extra_servers: list[Server] = []
         self.keys: dict[str, dict] = {}
-        self.pg_schemas: list[str] = []
+        self.pg_databases: list[str] = []
         self.labels = ["A", "B", "B100k"] + ([] if options.no_shared else ["Bsh"])
 
     # -- output --
@@ -766,7 +779,9 @@ class Bench:
         self.say(f"settings:   route GET {o.path}; {o.concurrency} connections, keep-alive, closed loop; "
                  f"{o.rounds} round(s) x ({o.warmup:g} s warm-up + {o.duration:g} s measured) per server"
                  + (f" + {o.low_duration:g} s at 1 connection" if o.low_duration > 0 else "") + "; "
-                 f"DB {'(--db) ' + self.describe_url(o.db) if o.db else 'SQLite (the default file)'}")
+                 f"DB {'(--db) ' + self.describe_url(o.db) if o.db else 'SQLite (the default file)'}"
+                 + (f"; before each run, wait up to {o.quiet_wait:g} s for <= {o.quiet_threshold:g} busy cores"
+                    if o.quiet_wait > 0 else ""))
         self.results["machine"] = {"cpu": cpu_model, "cores": os.cpu_count(), "python": platform.python_version(),
                                    "aiohttp": aiohttp_version, "commit": commit, "pinning": self.pin_note,
                                    "loadavg": loadavg}
@@ -781,13 +796,13 @@ class Bench:
     # -- setup --
 
     def db_url_for(self, label):
-        """None (SQLite in the server's user dir) or a PostgreSQL schema of our own."""
+        """None (SQLite in the server's user dir) or a fresh PostgreSQL database of our own."""
         if not self.options.db:
             return None
-        schema = f"comfy_bench_{label.lower()}_{os.getpid()}"
-        postgres_execute(self.options.db, f'CREATE SCHEMA "{schema}"')
-        self.pg_schemas.append(schema)
-        return postgres_schema_url(self.options.db, schema)
+        name = f"comfy_bench_{label.lower()}_{os.getpid()}"
+        postgres_execute(self.options.db, f'CREATE DATABASE "{name}"')
+        self.pg_databases.append(name)
+        return postgres_database_url(self.options.db, name)
 
     def new_server(self, label, **kwargs):
         return Server(label, os.path.join(self.tmp, label), cpus=self.server_cpus, **kwargs)
@@ -847,6 +862,18 @@ class Bench:
             raise RuntimeError(f"load generator failed against {server.label}:\n{done.stderr[-3000:]}")
         return json.loads(done.stdout)
 
+    def wait_for_quiet(self) -> float:
+        """Wait (up to --quiet-wait seconds) until other programs leave the CPUs alone."""
+        o = self.options
+        if o.quiet_wait <= 0:
+            return 0.0
+        started = time.perf_counter()
+        while machine_busy_cores(0.5) > o.quiet_threshold and time.perf_counter() - started < o.quiet_wait:
+            pass
+        waited = time.perf_counter() - started
+        self.results["waited_for_quiet"] = self.results.get("waited_for_quiet", 0.0) + waited
+        return waited
+
     def header_for(self, server, name="bench"):
         return f"Authorization: Bearer {self.keys[server.label][name]}" if server.package else None
 
@@ -876,13 +903,22 @@ class Bench:
             order = labels[shift:] + labels[:shift]
             for label in order:
                 server = self.servers[label]
+                waited = self.wait_for_quiet()
                 result = self.loadgen(server, o.concurrency, o.warmup, o.duration, self.header_for(server))
-                samples, _ = server.lag_samples(result["wall_start"], result["wall_end"])
+                result["waited_for_quiet"] = waited
+                samples, _, pauses = server.lag_samples(result["wall_start"], result["wall_end"])
                 result["lag"] = lag_stats(samples)
+                result["gc_max_ms"] = max((p[0] for p in pauses), default=0.0) * 1e3
                 self.check_run(label, result)
                 self.results["runs"].setdefault(label, []).append(result)
-                self.run_line(round_index, label, result,
-                              "  (load generator > 90% busy)" if result["client_cpu"] > 0.90 else "")
+                notes = []
+                if waited >= 1:
+                    notes.append(f"waited {waited:.0f} s for quiet")
+                if result["other_cpu"] > o.quiet_threshold:
+                    notes.append("others busy")
+                if result["client_cpu"] > 0.90:
+                    notes.append("load generator > 90% busy")
+                self.run_line(round_index, label, result, ("  (" + "; ".join(notes) + ")") if notes else "")
             if o.low_duration > 0:
                 for label in order:
                     server = self.servers[label]
@@ -899,6 +935,7 @@ class Bench:
             "p99_ms": median([r["p99_ms"] for r in runs]),
             "us_per_req": median([r["server_us_per_request"] for r in runs]),
             "lag_max_ms": max((r["lag"]["max_ms"] for r in runs if "lag" in r), default=float("nan")),
+            "gc_max_ms": max((r.get("gc_max_ms", 0.0) for r in runs), default=float("nan")),
             "client_cpu": max(r["client_cpu"] for r in runs),
             "server_cpu": median([r["server_cpu"] for r in runs]),
         }
@@ -992,13 +1029,13 @@ class Bench:
         window("after the load: flush of what it counted", o.stall_idle / 2)
         window(f"idle while {o.stall_new_keys:,} keys are created by another process", o.stall_idle,
                lambda: add_filler_keys(server.url, o.stall_new_keys, "bulk", with_revision_per_key=True))
-        _, all_slow = server.lag_samples(None, None)
+        _, all_slow, all_pauses = server.lag_samples(None, None)
         a_server = self.servers["A"]
         self.results["stalls"] = []
         self.say(f"{'window (B100k)':58} {'secs':>5} {'max lag':>8} {'p99 lag':>8} {'own CPU':>8}   worst sample: "
                  f"{'loop CPU':>8} {'threads':>8}  cause  {'A idle':>7}")
         for name, start, end in windows:
-            samples, _ = server.lag_samples(start, end, wait=False)
+            samples, _, _ = server.lag_samples(start, end, wait=False)
             stats = lag_stats(samples)
             a_stats = lag_stats(a_server.lag_samples(start, end, wait=False)[0])
             worst = stats["worst"] or {"loop_cpu_ms": float("nan"), "other_threads_ms": float("nan"), "cause": "-"}
@@ -1019,6 +1056,15 @@ class Bench:
             where = next((name for name, start, end in windows if start <= when <= end), "start-up")
             self.say(f"  {cpu * 1e3:7.2f} ms CPU ({took * 1e3:7.2f} ms wall)  {what[:70]}  [{where}]")
         self.results["slow_callbacks"] = [(t, c, w) for t, c, w, _ in all_slow[:20]]
+        all_pauses.sort(reverse=True)
+        a_pauses = sorted(a_server.lag_samples(None, None, wait=False)[2], reverse=True)
+        self.say("longest garbage-collector pauses in B100k (all threads; >= 1 ms): " + (", ".join(
+            f"{took * 1e3:.1f} ms gen {gen} [" + next((name.split(":")[0] for name, start, end in windows
+                                                     if start <= when <= end), "start-up") + "]"
+            for took, gen, when in all_pauses[:6]) or "none"))
+        self.say("  for comparison, A over the whole bench: " + (", ".join(
+            f"{took * 1e3:.1f} ms gen {gen}" for took, gen, _ in a_pauses[:3]) or "none"))
+        self.results["gc_pauses_b100k"] = [(t, g) for t, g, _ in all_pauses[:20]]
 
     # -- profile --
 
@@ -1076,7 +1122,7 @@ class Bench:
         a = s["A"]
         self.say(f"\n== Summary: medians of {o.rounds} round(s), {o.concurrency} connections, GET {o.path} ==")
         self.say(f"{'server':32} {'req/s':>7} {'B/A':>6} {'p50 ms':>7} {'p99 ms':>7} {'p99 added':>10} "
-                 f"{'srv us/req':>10} {'added':>7} {'CPU B/A':>7} {'max lag':>8} {'ready':>6} {'RSS MB':>7}")
+                 f"{'srv us/req':>10} {'added':>7} {'CPU B/A':>7} {'max lag':>8} {'max GC':>7} {'ready':>6} {'RSS MB':>7}")
         for label in self.labels:
             r = s[label]
             r.update(ratio=r["rps"] / a["rps"], p99_added_ms=r["p99_ms"] - a["p99_ms"],
@@ -1085,10 +1131,11 @@ class Bench:
             added = "-" if label == "A" else f"{r['added_us']:+.1f}us"
             self.say(f"{self.title(label):32} {r['rps']:7.0f} {r['ratio']:6.3f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
                      f"{p99_added:>10} {r['us_per_req']:10.1f} {added:>7} {r['cpu_ratio']:7.3f} "
-                     f"{r['lag_max_ms']:6.1f}ms {self.results['startup_seconds'][label]:5.2f}s "
+                     f"{r['lag_max_ms']:6.1f}ms {r['gc_max_ms']:5.1f}ms {self.results['startup_seconds'][label]:5.2f}s "
                      f"{self.results['rss_mb'][label]:7.1f}")
         self.say("(B/A: measured req/s ratio. CPU B/A: A's CPU per request / this server's = the throughput ratio of "
-                 "a saturated core, unaffected by other programs stealing CPU time)")
+                 "a saturated core, unaffected by other programs stealing CPU time. max lag: event-loop lag; max GC: "
+                 "longest garbage-collector pause, both during the measured windows)")
         if low:
             self.say("1 connection (unloaded), medians: " + ";  ".join(
                 f"{label} p50 {v['p50_ms'] * 1e3:.0f} us, p99 {v['p99_ms'] * 1e3:.0f} us" for label, v in low.items()))
@@ -1114,6 +1161,8 @@ class Bench:
                  + ", ".join(f"{s[label]['added_us']:+.1f} us ({label})" for label in self.labels[1:]) + ")")
         if max(v["client_cpu"] for v in s.values()) > 0.9:
             self.say("warning: the load generator was near its core's limit in some run; ratios may be understated")
+        if self.results.get("waited_for_quiet", 0) >= 1:
+            self.say(f"waited {self.results['waited_for_quiet']:.0f} s in all for other programs to leave the CPUs")
         if min(v["server_cpu"] for v in s.values()) < 0.85:
             self.say("note: some server used < 85% of its core (other programs shared it): req/s carry that noise; "
                      "srv us/req (CPU per request) does not")
@@ -1121,11 +1170,11 @@ class Bench:
     def cleanup(self):
         for server in list(self.servers.values()) + self.extra_servers:
             server.stop()
-        for schema in self.pg_schemas:
+        for name in self.pg_databases:
             try:
-                postgres_execute(self.options.db, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                postgres_execute(self.options.db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             except Exception as error:  # noqa: BLE001
-                self.say(f"could not drop schema {schema}: {error}")
+                self.say(f"could not drop database {name}: {error}")
         if self.options.keep:
             self.say(f"temp files kept in {self.tmp}")
         else:
@@ -1159,9 +1208,9 @@ class Bench:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI smoke: short windows, 1 round, 2,000 keys")
-    parser.add_argument("--db", help="database URL for the package servers, e.g. postgresql://user:pw@host/db "
-                                     "(the bench creates, and drops at the end, one schema per server in it); "
-                                     "default: a SQLite file per server")
+    parser.add_argument("--db", help="PostgreSQL URL for the package servers, e.g. postgresql://user:pw@host/postgres: "
+                                     "the bench creates (and drops at the end) one database per server on that "
+                                     "server, so the user needs CREATEDB; default: a SQLite file per server")
     parser.add_argument("--path", default="/api/features", help="route to drive (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; --quick 1)")
@@ -1178,13 +1227,19 @@ def parse_args(argv):
                              "functions and lines (needs py-spy)")
     parser.add_argument("--package", default=REPO, help="package folder to load as the custom node "
                                                          "(default: this repository), e.g. another checkout")
+    parser.add_argument("--quiet-wait", type=float, help="before each throughput run, wait up to this many "
+                        "seconds for the machine to be idle (default 30; --quick 0)")
+    parser.add_argument("--quiet-threshold", type=float, default=0.3, metavar="CORES",
+                        help="'idle' = at most this many cores busy (default %(default)s)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and client to separate CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the temp directories (logs, databases)")
     parser.add_argument("--json", help="also write all results to this JSON file")
     options = parser.parse_args(argv)
+    if options.db and not options.db.split(":", 1)[0].lower().startswith("postgres"):
+        parser.error("--db takes a postgresql:// URL (SQLite is the default)")
     quick = options.quick
     defaults = {"rounds": (3, 1), "duration": (5.0, 1.0), "warmup": (1.0, 0.3), "low_duration": (2.0, 0.0),
-                "keys": (100_000, 2_000)}
+                "keys": (100_000, 2_000), "quiet_wait": (30.0, 0.0)}
     for name, (full, short) in defaults.items():
         if getattr(options, name) is None:
             setattr(options, name, short if quick else full)

@@ -8,6 +8,7 @@ every other package has loaded and may have inserted its own.
 
 import ipaddress
 import logging
+import re
 
 from .. import runtime as runtime_module
 from ..runtime import AuthRuntime, default_data_dir
@@ -37,7 +38,28 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+KEY_PATTERN = re.compile(r"comfy_[0-9A-Za-z]{20,}")
+
+
+class _RedactKeys(logging.Filter):
+    """aiohttp logs the raw header line its parser refused; take any API key out of it."""
+
+    def filter(self, record):
+        pattern = KEY_PATTERN
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = pattern.sub("comfy_[redacted]", record.exc_text)
+        message = record.getMessage()
+        if "comfy_" in message:
+            record.msg, record.args = pattern.sub("comfy_[redacted]", message), ()
+        return True
+
+
 def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+        logging.getLogger(name).addFilter(_RedactKeys())
     runtime = AuthRuntime(data_dir or default_data_dir())
     runtime.load_settings()
     if runtime.problem is None and not runtime.settings.enabled:

@@ -45,7 +45,8 @@ def audit(runtime, request, action, target="", **detail):
 
 
 def _not_found(key_id: str):
-    return error(404, "KEY_NOT_FOUND", f"no key with key_id '{key_id[:64]}'")
+    shown = "that key_id" if key_id.startswith("comfy_") or not key_id.isalnum() else f"key_id '{key_id[:32]}'"
+    return error(404, "KEY_NOT_FOUND", f"no key with {shown}")
 
 
 def _bounded_int(text, field, default, low, high):

@@ -101,12 +101,16 @@ def create_middleware(runtime, gate: PromptGate):
         presented = None
         authorization = headers.get("Authorization")
         if authorization is not None:
-            scheme, _, rest = authorization.strip().partition(" ")
-            if scheme.lower() == "bearer":
-                presented = rest.strip()
+            if len(headers.getall("Authorization")) > 1:
+                raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "send one Authorization header"))
+            parts = authorization.split(None, 1)
+            if parts and parts[0].lower() == "bearer":
+                presented = parts[1].strip() if len(parts) > 1 else ""
                 if not presented:
                     raise Denied(_unauthorized("MALFORMED_CREDENTIALS", "Authorization: Bearer needs a key after it"))
         api_key = headers.get("X-API-Key")
+        if api_key is not None and len(set(headers.getall("X-API-Key"))) > 1:
+            raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "send one X-API-Key header"))
         if api_key is not None:
             api_key = api_key.strip()
             if not api_key:

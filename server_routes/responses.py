@@ -42,14 +42,27 @@ def _no_constants(name):
 async def read_json(request: web.Request, limit: int):
     """The JSON body, or BodyError carrying the 4xx answer. Bounded in size."""
     content_type = request.headers.get("Content-Type", "")
-    if content_type.split(";", 1)[0].strip().lower() not in JSON_TYPES:
+    media_type, _, parameters = content_type.partition(";")
+    charset = "utf-8"
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    if media_type.strip().lower() not in JSON_TYPES or charset not in ("utf-8", "utf8"):
         raise BodyError(error(415, "UNSUPPORTED_MEDIA_TYPE",
                               "send the body as JSON with 'Content-Type: application/json'"))
     if request.content_length is not None and request.content_length > limit:
         raise BodyError(error(413, "BODY_TOO_LARGE", f"request body must be at most {limit} bytes"))
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise BodyError(error(413, "BODY_TOO_LARGE", f"request body must be at most {limit} bytes"))
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(error(413, "BODY_TOO_LARGE", f"request body must be at most {limit} bytes"))
+    raw = b"".join(chunks)
     try:
         text = raw.decode("utf-8")
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)

@@ -11,8 +11,15 @@ Three principals drive the generated requests:
 * a stateful run that follows the description's links (create a key, then
   read, change and delete *that* key).
 
-The run is bounded (``max_examples`` per operation) and deterministic, so
-the whole file stays well under 90 s on two cores and repeats exactly.
+Generated values are checked with ``negative_data_rejection`` too: data the
+description calls invalid must be refused with a 4xx, so the description can
+be neither looser nor (much) stricter than the server. Answers that random
+generation rarely reaches (the redirect, each refusal, both 429s, sessions)
+are produced on purpose and checked against the description as well.
+
+The run is bounded (``max_examples`` per operation) and derandomized, so the
+whole file takes about 20 s on two cores and repeats the same inputs.
+Needs ``pip install schemathesis`` (4.x).
 """
 
 import copy
@@ -22,8 +29,10 @@ from collections import Counter
 
 import pytest
 import requests
-import schemathesis
 from hypothesis import HealthCheck, settings
+
+schemathesis = pytest.importorskip("schemathesis", minversion="4.0",
+                                   reason="pip install 'schemathesis>=4,<5' to fuzz the OpenAPI description")
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -114,6 +123,75 @@ def run_case(case, live, headers=None):
     response = case.call(base_url=live.base, session=live.fuzz_session, headers=dict(headers or {}), timeout=30)
     STATUSES[response.status_code] += 1
     case.validate_response(response, checks=NEGATIVE_CHECKS, headers=dict(headers or {}))
+
+
+DOCUMENT_SCHEMA = schemathesis.openapi.from_dict(load_document())
+
+
+def conforms(path, method, response, **path_parameters):
+    """The real response, checked against the description of that operation."""
+    CASES["explicit " + method + " " + path] += 1
+    STATUSES[response.status_code] += 1
+    case = DOCUMENT_SCHEMA[path][method].Case(path_parameters=path_parameters or None)
+    case.validate_response(response, checks=CHECKS)
+    return response
+
+
+def test_each_documented_answer_matches_the_description(live, key_headers):
+    """Answers random generation rarely reaches: redirects, every refusal, limits, sessions."""
+    url, remote = live.url, {"X-Forwarded-For": "203.0.113.7"}
+    with_key = dict(key_headers)
+    # sign-in and a session first (the fuzz runs below exhaust the sign-in throttle)
+    signed = requests.post(url("/api/auth/login"), json={"api_key": live.fuzz_key}, timeout=10)
+    assert conforms("/api/auth/login", "POST", signed).status_code == 200
+    assert signed.cookies.get("comfyui_api_auth")
+    cookie = {"comfyui_api_auth": signed.cookies["comfyui_api_auth"]}
+    crossed = requests.post(url("/api/auth/logout"), cookies=cookie, headers={"Origin": "http://evil.example"}, timeout=10)
+    assert conforms("/api/auth/logout", "POST", crossed).json()["error_code"] == "CROSS_ORIGIN"
+    assert conforms("/api/auth/logout", "POST", requests.post(url("/api/auth/logout"), cookies=cookie,
+                                                              timeout=10)).status_code == 200
+    admin = requests.post(url("/api/auth/login"), json={"password": PASSWORD}, timeout=10)
+    assert conforms("/api/auth/login", "POST", admin).json()["kind"] == "admin"
+    for status, code, response in [
+        (302, None, requests.get(url("/api/keys"), headers=dict(remote, Accept="text/html"), allow_redirects=False,
+                                 timeout=10)),
+        (401, "AUTH_REQUIRED", requests.get(url("/api/keys"), headers=remote, timeout=10)),
+        (403, "ADMIN_REQUIRED", requests.get(url("/api/keys"), headers=with_key, timeout=10)),
+        (401, "MALFORMED_KEY", requests.get(url("/api/keys"), headers={"X-API-Key": "comfy_x"}, timeout=10)),
+        (404, "KEY_NOT_FOUND", requests.get(url("/api/keys/nokey"), timeout=10)),
+        (400, "INVALID_FIELD", requests.get(url("/api/keys/nokey?days=0"), timeout=10)),
+    ]:
+        if "/api/keys/" in response.url:
+            assert conforms("/api/keys/{key_id}", "GET", response, key_id="nokey").status_code == status, response.text
+        else:
+            assert conforms("/api/keys", "GET", response).status_code == status, response.text
+        if code:
+            assert response.json()["error_code"] == code
+    assert conforms("/api/usage", "GET", requests.get(url("/api/usage"), timeout=10)).json()["error_code"] == "KEY_REQUIRED"
+    bad_key = requests.get(url("/api/auth/status"), headers={"Authorization": "Bearer comfy_x"}, timeout=10)
+    assert conforms("/api/auth/status", "GET", bad_key).json()["error_code"] == "MALFORMED_KEY"
+    too_big = requests.post(url("/api/keys"), data=b'{"name": "' + b"a" * 70000 + b'"}',
+                            headers={"Content-Type": "application/json"}, timeout=10)
+    assert conforms("/api/keys", "POST", too_big).status_code == 413
+    plain_text = requests.post(url("/api/keys"), data=b'{"name": "t"}', headers={"Content-Type": "text/plain"}, timeout=10)
+    assert conforms("/api/keys", "POST", plain_text).status_code == 415
+    assert conforms("/api/audit", "GET", requests.get(url("/api/audit?limit=0"), timeout=10)).status_code == 400
+    assert conforms("/login", "GET", requests.get(url("/login"), timeout=10)).status_code == 200
+    # the hourly limit: a key allowed one request
+    once = live.create_key("once", rate_limit=1)["api_key"]
+    assert conforms("/api/usage", "GET", requests.get(url("/api/usage"), headers={"X-API-Key": once}, timeout=10)).ok
+    limited = conforms("/api/usage", "GET", requests.get(url("/api/usage"), headers={"X-API-Key": once}, timeout=10))
+    assert limited.status_code == 429 and limited.json()["error_code"] == "RATE_LIMIT_EXCEEDED"
+    # the sign-in throttle
+    for _ in range(10):
+        throttled = conforms("/api/auth/login", "POST", requests.post(url("/api/auth/login"),
+                                                                      json={"password": "wrong password"}, timeout=10))
+        if throttled.status_code == 429:
+            break
+    assert throttled.json()["error_code"] == "TOO_MANY_ATTEMPTS"
+    # a method a route does not have: aiohttp's 405 (not per operation in OpenAPI)
+    wrong_method = requests.put(url("/api/keys"), json={}, timeout=10)
+    assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["Allow"]
 
 
 @USAGE_SCHEMA.parametrize()

@@ -25,6 +25,8 @@ cpu>`` lines (seconds), appended once a second from the monitor task (a few
 kilobytes, buffered) and at exit, so the benchmark can cut them into time
 windows.
 
+Garbage-collector pauses of 1 ms or more are recorded too (``gc.callbacks``).
+
 With ``BENCH_LOOPMON_TRACE=1`` it also times every callback the loop runs
 (``asyncio.Handle._run``) and records those longer than
 ``BENCH_LOOPMON_SLOW`` seconds (default 0.002) with the loop thread's CPU
@@ -41,6 +43,7 @@ if _OUT:
     import asyncio
     import asyncio.events
     import atexit
+    import gc
     import time
 
     _INTERVAL = float(os.environ.get("BENCH_LOOPMON_INTERVAL", "0.005"))
@@ -52,12 +55,29 @@ if _OUT:
     def _write_pending():
         if not _pending:
             return
-        lines = "".join(_pending)
-        _pending.clear()
+        taken = _pending[:]  # other threads (a GC on the database thread) may append meanwhile
+        del _pending[:len(taken)]
+        lines = "".join(taken)
         with open(_OUT, "a", encoding="utf-8") as handle:
             handle.write(lines)
 
     atexit.register(_write_pending)
+
+    # Garbage-collector pauses: the collector runs on whichever thread
+    # allocates, and its time grows with the number of live objects (100,000
+    # cached keys are a few hundred thousand). Pauses of 1 ms or more are
+    # recorded as ``<wall time> gc <seconds> <generation>``.
+    _gc_started = [0.0]
+
+    def _gc_callback(phase, info, _perf=time.perf_counter):
+        if phase == "start":
+            _gc_started[0] = _perf()
+        elif _gc_started[0]:
+            took = _perf() - _gc_started[0]
+            if took >= 0.001:
+                _pending.append(f"{time.time():.6f} gc {took:.6f} {info.get('generation')}\n")
+
+    gc.callbacks.append(_gc_callback)
 
     async def _monitor():
         perf = time.perf_counter
