@@ -172,6 +172,8 @@ def validate_password(value) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput("password", "'password' must be valid text (no lone surrogates)") from None
+    if "\x00" in value:
+        raise InvalidInput("password", "'password' must not contain NUL characters")
     if len(value.encode("utf-8", "surrogatepass")) > 72:
         # bcrypt reads only 72 bytes; refusing is clearer than truncating.
         raise InvalidInput("password", "'password' must be at most 72 bytes")

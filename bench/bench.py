@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Request-path benchmark: what the API-key package costs a ComfyUI server.
 
-    python3 bench/bench.py            # full run (about 4 minutes)
-    python3 bench/bench.py --quick    # CI smoke (about 30 seconds)
-    python3 bench/bench.py --db postgresql://user:pass@host/dbname
+    python3 bench/bench.py              # full run, about 4-5 minutes
+    python3 bench/bench.py --quick      # CI smoke, about 20 seconds
+    python3 bench/bench.py --profile 10 # + py-spy profile of the middleware
+    python3 bench/bench.py --db postgresql://user:pass@host/postgres
 
 One run starts the ComfyUI stand-in (tests/comfyui_host) several times, each
 a separate process on its own free loopback port with its own temp
@@ -155,7 +156,7 @@ def build_request(path: str, port: int, header: str | None) -> bytes:
 
 
 def parse_head(head: bytes):
-    """(status, content length, lower-cased header dict) of a response head."""
+    """(status, lower-cased header dict) of a response head."""
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
     headers = {}
@@ -883,12 +884,10 @@ class Bench:
             self.note_broken(f"{label}: statuses {result['statuses']}, errors {result['errors']}")
 
     def run_line(self, round_index, label, result, note=""):
-        lag = result.get("lag")
-        lag_text = f"{lag['max_ms']:6.2f}/{lag['p99_ms']:5.2f}" if lag else ""
         self.say(f"{round_index + 1:>5} {label:6} {result['rps']:8.0f} {fmt(result['p50_ms'])} "
                  f"{fmt(result['p90_ms'])} {fmt(result['p99_ms'])} {fmt(result['max_ms'])} "
                  f"{fmt(result['server_us_per_request'], '.1f', 9)} {fmt(result['server_cpu'], '.2f', 7)} "
-                 f"{fmt(result['client_cpu'], '.2f', 7)} {fmt(result['other_cpu'], '.2f', 7)}  {lag_text}{note}")
+                 f"{fmt(result['client_cpu'], '.2f', 7)} {fmt(result['other_cpu'], '.2f', 7)}{note}")
 
     def throughput(self):
         o = self.options
@@ -896,8 +895,7 @@ class Bench:
         self.say(f"\n== Throughput: {o.concurrency} connections, GET {o.path}, interleaved rounds ==")
         self.say("(srv us/req = server process CPU time per request, all threads, from /proc; cpu columns in cores: "
                  "server, load generator, everything else on the machine)")
-        self.say("round server    req/s   p50 ms   p90 ms   p99 ms   max ms srv us/req srv cpu  client  others  "
-                 "loop lag max/p99 ms")
+        self.say("round server    req/s   p50 ms   p90 ms   p99 ms   max ms srv us/req srv cpu  client  others")
         for round_index in range(o.rounds):
             shift = round_index % len(labels)
             order = labels[shift:] + labels[:shift]
@@ -906,9 +904,6 @@ class Bench:
                 waited = self.wait_for_quiet()
                 result = self.loadgen(server, o.concurrency, o.warmup, o.duration, self.header_for(server))
                 result["waited_for_quiet"] = waited
-                samples, _, pauses = server.lag_samples(result["wall_start"], result["wall_end"])
-                result["lag"] = lag_stats(samples)
-                result["gc_max_ms"] = max((p[0] for p in pauses), default=0.0) * 1e3
                 self.check_run(label, result)
                 self.results["runs"].setdefault(label, []).append(result)
                 notes = []
@@ -922,10 +917,24 @@ class Bench:
             if o.low_duration > 0:
                 for label in order:
                     server = self.servers[label]
+                    self.wait_for_quiet()
                     result = self.loadgen(server, 1, min(o.warmup, 0.5), o.low_duration, self.header_for(server))
                     self.check_run(label, result)
                     self.results["low_runs"].setdefault(label, []).append(result)
                     self.run_line(round_index, label, result, "  1 connection (unloaded latency)")
+
+        # The monitors append once a second: read every window again once they have.
+        time.sleep(1.1)
+        for label, runs in self.results["runs"].items():
+            for result in runs:
+                samples, _, pauses = self.servers[label].lag_samples(result["wall_start"], result["wall_end"],
+                                                                     wait=False)
+                result["lag"] = lag_stats(samples)
+                result["gc_max_ms"] = max((p[0] for p in pauses), default=0.0) * 1e3
+        self.say("loop lag during the measured windows, per round, max/p99 ms (longest GC pause, ms):")
+        for label, runs in self.results["runs"].items():
+            self.say(f"  {label:6} " + "   ".join(f"{r['lag']['max_ms']:5.2f}/{r['lag']['p99_ms']:5.2f} ({r['gc_max_ms']:.1f})"
+                                            for r in runs))
 
     @staticmethod
     def summarize_runs(runs):
@@ -1032,19 +1041,21 @@ class Bench:
         _, all_slow, all_pauses = server.lag_samples(None, None)
         a_server = self.servers["A"]
         self.results["stalls"] = []
-        self.say(f"{'window (B100k)':58} {'secs':>5} {'max lag':>8} {'p99 lag':>8} {'own CPU':>8}   worst sample: "
-                 f"{'loop CPU':>8} {'threads':>8}  cause  {'A idle':>7}")
+        self.say(f"{'window (B100k)':58} {'secs':>5} {'max lag':>8} {'p99 lag':>8} {'own CPU':>8} {'max GC':>7}   "
+                 f"worst sample: {'loop CPU':>8} {'threads':>8}  cause  {'A idle':>7}")
         for name, start, end in windows:
-            samples, _, _ = server.lag_samples(start, end, wait=False)
+            samples, _, pauses = server.lag_samples(start, end, wait=False)
+            gc_max = max((pause[0] for pause in pauses), default=0.0) * 1e3
             stats = lag_stats(samples)
             a_stats = lag_stats(a_server.lag_samples(start, end, wait=False)[0])
             worst = stats["worst"] or {"loop_cpu_ms": float("nan"), "other_threads_ms": float("nan"), "cause": "-"}
-            self.results["stalls"].append({"window": name, **stats, "a_idle_max_ms": a_stats["max_ms"]})
+            self.results["stalls"].append({"window": name, **stats, "gc_max_ms": gc_max, "a_idle_max_ms": a_stats["max_ms"]})
             self.say(f"{name:58} {end - start:5.1f} {fmt(stats['max_ms'], '.2f', 8)} {fmt(stats['p99_ms'], '.2f', 8)} "
-                     f"{fmt(stats['own_max_ms'], '.2f', 8)}                 {fmt(worst['loop_cpu_ms'], '.2f', 8)} "
+                     f"{fmt(stats['own_max_ms'], '.2f', 8)} {gc_max:7.2f}                 {fmt(worst['loop_cpu_ms'], '.2f', 8)} "
                      f"{fmt(worst['other_threads_ms'], '.2f', 8)}  {worst['cause']:5}  {fmt(a_stats['max_ms'], '.2f', 7)}")
         self.say("(ms. max lag: how late the timer fired at worst, an upper bound of the longest stall. own CPU: the "
-                 "largest lag that the server's own CPU use (loop thread + its other threads) explains. worst sample: "
+                 "largest lag that the server's own CPU use (loop thread + its other threads) explains. max GC: longest "
+                 "garbage-collector pause. worst sample: "
                  "CPU of the loop thread and of the server's other threads during it; cause: busy = the loop worked, "
                  "GIL = another server thread held the GIL, OS = the process was not scheduled (other programs). "
                  "A idle: the plain server's max lag in the same seconds = the machine's noise)")
@@ -1243,7 +1254,7 @@ def parse_args(argv):
     for name, (full, short) in defaults.items():
         if getattr(options, name) is None:
             setattr(options, name, short if quick else full)
-    options.stall_idle = 2.5 if quick else 6.5      # >= 1 (quick) or 3 refresh/flush cycles of 2 s
+    options.stall_idle = 2.2 if quick else 6.5      # >= 1 (quick) or 3 refresh/flush cycles of 2 s
     options.stall_load = 1.0 if quick else 5.0
     options.stall_new_keys = 200 if quick else 1000
     return options

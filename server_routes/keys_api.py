@@ -44,6 +44,11 @@ def audit(runtime, request, action, target="", **detail):
     runtime.audit(action, actor_of(current_principal.get()), request.remote or "", target, **detail)
 
 
+def _plausible_key_id(key_id: str) -> bool:
+    """key_ids are short base62 strings; anything else cannot exist (and never reaches the database)."""
+    return 0 < len(key_id) <= 32 and key_id.isascii() and key_id.isalnum()
+
+
 def _not_found(key_id: str):
     shown = "that key_id" if key_id.startswith("comfy_") or not key_id.isalnum() else f"key_id '{key_id[:32]}'"
     return error(404, "KEY_NOT_FOUND", f"no key with {shown}")
@@ -88,7 +93,7 @@ class KeysApi:
             days = validation.parse_days(request.query.get("days"))
         except validation.InvalidInput as exc:
             return invalid(exc)
-        record = await self.runtime.get_key(key_id)
+        record = await self.runtime.get_key(key_id) if _plausible_key_id(key_id) else None
         if record is None:
             return _not_found(key_id)
         body = key_json(self.runtime, record)
@@ -103,7 +108,7 @@ class KeysApi:
             return exc.response
         except validation.InvalidInput as exc:
             return invalid(exc)
-        record = await self.runtime.update_key(key_id, changes)
+        record = await self.runtime.update_key(key_id, changes) if _plausible_key_id(key_id) else None
         if record is None:
             return _not_found(key_id)
         action = {False: "key_disable", True: "key_enable"}.get(changes.get("is_active"), "key_update")
@@ -114,7 +119,7 @@ class KeysApi:
 
     async def delete(self, request):
         key_id = request.match_info["key_id"]
-        record = await self.runtime.delete_key(key_id)
+        record = await self.runtime.delete_key(key_id) if _plausible_key_id(key_id) else None
         if record is None:
             return _not_found(key_id)
         audit(self.runtime, request, "key_delete", key_id, name=record.name)

@@ -8,12 +8,10 @@ a different route or none, but can never turn a refusal into access.
 
 import http.client
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, Host
+from conftest import Host
 
 PASSWORD = "correct horse battery staple"
 

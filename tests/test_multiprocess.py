@@ -3,7 +3,6 @@ machine, or PostgreSQL when TEST_DATABASE_URL is set): shared limits,
 revocation reaching every process, usage adding up."""
 
 import asyncio
-import os
 import time
 
 import aiohttp

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import tomllib
 
-import pytest
 import requests
 
 from conftest import HOST_DIR, REPO, free_port

@@ -26,18 +26,7 @@ import time
 import pytest
 import requests
 
-from conftest import Host, package_module
-
-try:
-    from conftest import query_database
-except ImportError:  # pragma: no cover - older conftest
-    def query_database(host, sql):
-        import sqlite3
-        connection = sqlite3.connect(os.path.join(host.user_dir, "__api_auth", "auth.db"))
-        try:
-            return connection.execute(sql).fetchall()
-        finally:
-            connection.close()
+from conftest import Host, package_module, query_database
 
 key_format = package_module("auth.keys")
 
