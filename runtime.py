@@ -25,7 +25,7 @@ from .auth import passwords
 from .auth.config import ConfigError, Settings, load_settings
 from .auth.jobs import INTERRUPTED, JobTracker, outcome_from_history, summarize_jobs
 from .auth.policy import AccessPolicy
-from .auth.principals import KeyRecord
+from .auth.principals import KeyRecord, Principal, for_key
 from .auth.ratelimit import HourlyLimiter, SharedQuota, window_start
 from .auth.throttle import AttemptThrottle
 from .auth.usage import UsageAggregator, summarize
@@ -72,6 +72,7 @@ class AuthRuntime:
         # hot-path state, read by the middleware
         self.keys_by_hash: dict[str, KeyRecord] = {}
         self.keys_by_pk: dict[int, KeyRecord] = {}
+        self.key_principals: dict[str, Principal] = {}  # key hash -> its principal, built once per change
         self.sessions: dict[str, tuple] = {}  # token hash -> (kind, key pk, expires at)
         self.limiter = HourlyLimiter()
         self.quota: SharedQuota | None = None  # set when several processes share the limits
@@ -248,8 +249,10 @@ class AuthRuntime:
         old = self.keys_by_pk.get(record.pk)
         if old is not None and old.key_hash != record.key_hash:
             self.keys_by_hash.pop(old.key_hash, None)
+            self.key_principals.pop(old.key_hash, None)
         self.keys_by_pk[record.pk] = record
         self.keys_by_hash[record.key_hash] = record
+        self.key_principals[record.key_hash] = for_key(record, "header")
         if record.last_used and record.last_used > self.last_used.get(record.pk, 0.0):
             self.last_used[record.pk] = record.last_used
 
@@ -257,6 +260,7 @@ class AuthRuntime:
         record = self.keys_by_pk.pop(key_pk, None)
         if record is not None:
             self.keys_by_hash.pop(record.key_hash, None)
+            self.key_principals.pop(record.key_hash, None)
         for hashed, session in list(self.sessions.items()):
             if session[1] == key_pk:
                 del self.sessions[hashed]

@@ -10,6 +10,7 @@ request, no database.
 import contextvars
 import hashlib
 import time
+from typing import NamedTuple
 from urllib.parse import quote
 
 from aiohttp import web
@@ -69,9 +70,18 @@ def is_trusted_local(request) -> bool:
     return not is_cross_origin(headers)
 
 
+try:  # the builtin SHA-256 skips OpenSSL's per-call algorithm fetch: cheaper per request
+    from _sha2 import sha256 as _sha256  # Python 3.12+
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256  # Python 3.11
+    except ImportError:
+        _sha256 = hashlib.sha256
+
+
 def _digest(text: str):
     try:
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return _sha256(text.encode("utf-8")).hexdigest()
     except UnicodeEncodeError:
         return None
 
@@ -92,14 +102,36 @@ def _key_failure(presented: str, digest):
     return _unauthorized("INVALID_KEY", "the API key is not valid")
 
 
+class RouteFacts(NamedTuple):
+    """What the middleware needs to know about a matched route, worked out once."""
+
+    route_class: str
+    usage_name: str      # route template without the /api twin prefix
+    wants_context: bool  # one of this package's routes, which read current_principal
+    queues_prompt: bool
+
+
 def create_middleware(runtime, gate: PromptGate):
     """Build the middleware bound to one runtime."""
-    route_names: dict = {}
+    facts_cache: dict = {}
+    reset_text = [0, "0"]  # (reset time, its header text), rebuilt once an hour
 
-    def presented_key(headers):
-        """The key from Authorization: Bearer or X-API-Key, '' if malformed, None if absent."""
+    def route_facts(template, method):
+        facts = facts_cache.get((template, method))
+        if facts is None:
+            path = access.canonical_path(template)
+            facts = RouteFacts(
+                route_class=runtime.policy.classify(template, method),
+                usage_name="(static)" if path == "" else (path or "(unmatched)"),
+                wants_context=any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
+                queues_prompt=template in PROMPT_TEMPLATES and method == "POST")
+            if len(facts_cache) < 4096:
+                facts_cache[(template, method)] = facts
+        return facts
+
+    def presented_key(headers, authorization, api_key):
+        """The key from Authorization: Bearer or X-API-Key; None if there is none."""
         presented = None
-        authorization = headers.get("Authorization")
         if authorization is not None:
             if len(headers.getall("Authorization")) > 1:
                 raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "send one Authorization header"))
@@ -108,10 +140,10 @@ def create_middleware(runtime, gate: PromptGate):
                 presented = parts[1].strip() if len(parts) > 1 else ""
                 if not presented:
                     raise Denied(_unauthorized("MALFORMED_CREDENTIALS", "Authorization: Bearer needs a key after it"))
-        api_key = headers.get("X-API-Key")
-        if api_key is not None and len(set(headers.getall("X-API-Key"))) > 1:
-            raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "send one X-API-Key header"))
         if api_key is not None:
+            values = headers.getall("X-API-Key")
+            if len(values) > 1 and len(set(values)) > 1:
+                raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "send one X-API-Key header"))
             api_key = api_key.strip()
             if not api_key:
                 raise Denied(_unauthorized("MALFORMED_CREDENTIALS", "X-API-Key is empty"))
@@ -140,17 +172,19 @@ def create_middleware(runtime, gate: PromptGate):
             raise Denied(error(403, "CROSS_ORIGIN", "a signed-in browser request must come from the same origin"))
         return principal
 
-    def identify(request, now):
-        headers = request.headers
-        presented = presented_key(headers)
-        if presented is not None:
-            digest = _digest(presented)
-            record = runtime.keys_by_hash.get(digest) if digest else None
-            if record is None:
-                raise Denied(_key_failure(presented, digest))
-            if not record.is_active:
-                raise Denied(_unauthorized("KEY_DISABLED", "the API key is disabled"))
-            return for_key(record, "header")
+    def identify(request, headers, now):
+        authorization = headers.get("Authorization")
+        api_key = headers.get("X-API-Key")
+        if authorization is not None or api_key is not None:
+            presented = presented_key(headers, authorization, api_key)
+            if presented is not None:
+                digest = _digest(presented)
+                principal = runtime.key_principals.get(digest) if digest else None
+                if principal is None:
+                    raise Denied(_key_failure(presented, digest))
+                if not principal.key.is_active:
+                    raise Denied(_unauthorized("KEY_DISABLED", "the API key is disabled"))
+                return principal
         if "Cookie" in headers:
             principal = session_principal(request, now)
             if principal is not None:
@@ -159,7 +193,7 @@ def create_middleware(runtime, gate: PromptGate):
             return LOCAL_ADMIN
         return ANONYMOUS
 
-    def refuse(request, decision, principal):
+    def refuse(request, decision):
         if decision == access.FORBIDDEN:
             return error(403, "ADMIN_REQUIRED", "this route needs an admin; your key does not have the admin scope")
         if decision == access.NEED_KEY:
@@ -172,49 +206,7 @@ def create_middleware(runtime, gate: PromptGate):
         return _unauthorized("AUTH_REQUIRED", "sign in at /login, or send an API key as 'Authorization: Bearer <key>'"
                              + (" (or call from this machine)" if runtime.trusted_local_possible else ""))
 
-    def route_name(template):
-        name = route_names.get(template)
-        if name is None:
-            name = access.canonical_path(template)
-            name = "(static)" if name == "" else (name or "(unmatched)")
-            if len(route_names) < 4096:
-                route_names[template] = name
-        return name
-
-    @web.middleware
-    async def api_auth_middleware(request, handler):
-        if runtime.problem is not None or runtime.degraded is not None or not runtime.ready:
-            return error(503, "AUTH_UNAVAILABLE", "API key authentication is not available: "
-                         + (runtime.problem or runtime.degraded or "starting"))
-        headers = request.headers
-        # A CORS preflight carries no credentials by design; ComfyUI's
-        # CORS/origin middleware answers it.
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
-            return await handler(request)
-        resource = request.match_info.route.resource
-        template = resource.canonical if resource is not None else None
-        now = time.time()
-        try:
-            principal = identify(request, now)
-            decision = runtime.policy.decide(principal, runtime.policy.classify(template, request.method))
-            if decision != access.ALLOW:
-                raise Denied(refuse(request, decision, principal))
-        except Denied as denied:
-            return denied.response
-        token = current_principal.set(principal)
-        try:
-            queues_prompt = template in PROMPT_TEMPLATES and request.method == "POST"
-            if principal.key is not None:
-                return await _limited(request, handler, principal, template, now, queues_prompt)
-            if queues_prompt:
-                return await gate.run(request, handler, principal, now)
-            return await handler(request)
-        except StorageUnavailable as failure:
-            return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
-        finally:
-            current_principal.reset(token)
-
-    async def _take_shared(key, now):
+    async def take_shared(key, now):
         """Spend from this process's batch; claim another from the database when it runs out."""
         # Each claim grants at least one request or learns the hour is spent,
         # so this ends; the bound is a guard against a database gone strange.
@@ -225,43 +217,83 @@ def create_middleware(runtime, gate: PromptGate):
             await runtime.claim_quota(key, now)
         return False, 0, int(now) // 3600 * 3600 + 3600
 
-    async def _limited(request, handler, principal, template, now, queues_prompt):
-        key = principal.key
-        if runtime.quota is None:
-            allowed, remaining, reset_at = runtime.limiter.hit(key.pk, key.rate_limit, now)
-        else:
-            taken = runtime.quota.take(key.pk, key.rate_limit, now)  # from this process's batch
-            allowed, remaining, reset_at = taken if taken is not None else await _take_shared(key, now)
-        rate_headers = {
-            "X-RateLimit-Limit": str(key.rate_limit),
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": str(reset_at),
-        }
-        name = route_name(template)
-        if not allowed:
-            runtime.usage.record(key.pk, name, request.method, False, 0.0, now)
-            reset_in = max(1, reset_at - int(now))
-            rate_headers["Retry-After"] = str(reset_in)
-            return error(429, "RATE_LIMIT_EXCEEDED", f"rate limit of {key.rate_limit} requests per hour exceeded",
-                         headers=rate_headers, limit=key.rate_limit, reset_in=reset_in)
-        status = 500
+    def too_many(key, remaining_reset, now):
+        reset_at = remaining_reset
+        reset_in = max(1, reset_at - int(now))
+        headers = {"X-RateLimit-Limit": str(key.rate_limit), "X-RateLimit-Remaining": "0",
+                   "X-RateLimit-Reset": str(reset_at), "Retry-After": str(reset_in)}
+        return error(429, "RATE_LIMIT_EXCEEDED", f"rate limit of {key.rate_limit} requests per hour exceeded",
+                     headers=headers, limit=key.rate_limit, reset_in=reset_in)
+
+    @web.middleware
+    async def api_auth_middleware(request, handler):
+        if runtime.problem is not None or runtime.degraded is not None or not runtime.ready:
+            return error(503, "AUTH_UNAVAILABLE", "API key authentication is not available: "
+                         + (runtime.problem or runtime.degraded or "starting"))
+        headers = request.headers
+        method = request.method
+        # A CORS preflight carries no credentials by design; ComfyUI's
+        # CORS/origin middleware answers it.
+        if method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+            return await handler(request)
+        resource = request.match_info.route.resource
+        template = resource.canonical if resource is not None else None
+        facts = facts_cache.get((template, method)) or route_facts(template, method)
+        now = time.time()
         try:
-            if queues_prompt:
-                response = await gate.run(request, handler, principal, now)
+            principal = identify(request, headers, now)
+            decision = runtime.policy.decide(principal, facts.route_class)
+            if decision != access.ALLOW:
+                raise Denied(refuse(request, decision))
+        except Denied as denied:
+            return denied.response
+        key = principal.key
+        if key is None and not facts.wants_context and not facts.queues_prompt:
+            return await handler(request)  # anonymous or admin on a ComfyUI route: nothing to count
+        token = current_principal.set(principal)
+        try:
+            if key is None:
+                if facts.queues_prompt:
+                    return await gate.run(request, handler, principal, now)
+                return await handler(request)
+            # A request authenticated by a key: count it, limit it, say so in headers.
+            if runtime.quota is None:
+                allowed, remaining, reset_at = runtime.limiter.hit(key.pk, key.rate_limit, now)
             else:
-                response = await handler(request)
-            status = response.status
-            if not response.prepared:
-                headers = response.headers
-                for header, value in rate_headers.items():
-                    # a prompt-limit 429 already describes the limit that refused it
-                    headers.setdefault(header, value)
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            exc.headers.extend(rate_headers)
-            raise
+                taken = runtime.quota.take(key.pk, key.rate_limit, now)
+                allowed, remaining, reset_at = taken if taken is not None else await take_shared(key, now)
+            if not allowed:
+                runtime.usage.record(key.pk, facts.usage_name, method, False, 0.0, now)
+                return too_many(key, reset_at, now)
+            if reset_text[0] != reset_at:
+                reset_text[:] = [reset_at, str(reset_at)]
+            status = 500
+            try:
+                if facts.queues_prompt:
+                    response = await gate.run(request, handler, principal, now)
+                else:
+                    response = await handler(request)
+                status = response.status
+                if not response.prepared:
+                    out = response.headers
+                    if status == 429:  # a prompt-limit 429 already describes the limit that refused it
+                        out.setdefault("X-RateLimit-Limit", str(key.rate_limit))
+                    else:
+                        out["X-RateLimit-Limit"] = str(key.rate_limit)
+                        out["X-RateLimit-Remaining"] = str(remaining)
+                        out["X-RateLimit-Reset"] = reset_text[1]
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                exc.headers["X-RateLimit-Limit"] = str(key.rate_limit)
+                exc.headers["X-RateLimit-Remaining"] = str(remaining)
+                exc.headers["X-RateLimit-Reset"] = reset_text[1]
+                raise
+            finally:
+                runtime.usage.record(key.pk, facts.usage_name, method, status < 400, time.time() - now, now)
+        except StorageUnavailable as failure:
+            return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
         finally:
-            runtime.usage.record(key.pk, name, request.method, status < 400, time.time() - now, now)
+            current_principal.reset(token)
 
     return api_auth_middleware
