@@ -17,34 +17,40 @@ def window_start(now: float) -> int:
 
 
 class HourlyLimiter:
+    # Per key: [window start, used, persisted]. The request path only bumps
+    # ``used``; drain() turns the difference into deltas for the database.
     __slots__ = ("_used", "_pending")
 
     def __init__(self):
-        self._used: dict[int, list] = {}     # key pk -> [window start, used]
-        self._pending: dict[tuple, int] = {}  # (key pk, window start) -> not yet persisted
+        self._used: dict[int, list] = {}
+        self._pending: dict[tuple, int] = {}  # (key pk, window) -> delta of a finished or failed batch
 
     def hit(self, key_pk: int, limit: int, now: float):
         """Count one request. Returns (allowed, remaining, reset_at)."""
         window = int(now) // WINDOW_SECONDS * WINDOW_SECONDS
         state = self._used.get(key_pk)
         if state is None or state[0] != window:
-            state = self._used[key_pk] = [window, 0]
-        reset_at = window + WINDOW_SECONDS
+            state = self._roll(key_pk, window)
         if state[1] >= limit:
-            return False, 0, reset_at
+            return False, 0, window + WINDOW_SECONDS
         state[1] += 1
-        pending_key = (key_pk, window)
-        self._pending[pending_key] = self._pending.get(pending_key, 0) + 1
-        return True, limit - state[1], reset_at
+        return True, limit - state[1], window + WINDOW_SECONDS
+
+    def _roll(self, key_pk: int, window: int) -> list:
+        old = self._used.get(key_pk)
+        if old is not None and old[1] != old[2]:
+            self._add_pending(key_pk, old[0], old[1] - old[2])
+        state = self._used[key_pk] = [window, 0, 0]
+        return state
+
+    def _add_pending(self, key_pk, window, delta):
+        self._pending[(key_pk, window)] = self._pending.get((key_pk, window), 0) + delta
 
     def refund(self, key_pk: int, now: float):
         """Give back one hit (the request it was for did not happen)."""
-        window = window_start(now)
         state = self._used.get(key_pk)
-        if state is not None and state[0] == window and state[1] > 0:
+        if state is not None and state[0] == window_start(now) and state[1] > 0:
             state[1] -= 1
-            pending_key = (key_pk, window)
-            self._pending[pending_key] = self._pending.get(pending_key, 0) - 1
 
     def used(self, key_pk: int, now: float) -> int:
         state = self._used.get(key_pk)
@@ -53,21 +59,27 @@ class HourlyLimiter:
         return state[1]
 
     def seed(self, key_pk: int, window: int, used: int):
-        """Adopt a persisted count (at start, or from another process)."""
+        """Adopt a persisted count (at start)."""
         state = self._used.get(key_pk)
         if state is None or state[0] < window:
-            self._used[key_pk] = [window, used]
-        elif state[0] == window and used > state[1]:
-            state[1] = used
+            self._used[key_pk] = [window, used, used]
+        elif state[0] == window and used > state[2]:
+            state[1] += used - state[2]
+            state[2] = used
 
     def drain(self) -> dict:
+        """Counts not yet persisted, as {(key pk, window): delta}."""
         pending, self._pending = self._pending, {}
+        for key_pk, state in self._used.items():
+            if state[1] != state[2]:
+                pending[(key_pk, state[0])] = pending.get((key_pk, state[0]), 0) + state[1] - state[2]
+                state[2] = state[1]
         return pending
 
     def restore(self, pending: dict):
         """Put back deltas whose write failed, so they are tried again."""
-        for key, delta in pending.items():
-            self._pending[key] = self._pending.get(key, 0) + delta
+        for (key_pk, window), delta in pending.items():
+            self._add_pending(key_pk, window, delta)
 
     def forget(self, key_pk: int):
         self._used.pop(key_pk, None)

@@ -11,35 +11,55 @@ HOUR = 3600
 
 
 class UsageAggregator:
-    __slots__ = ("_cells", "_last_used")
+    # Cells are keyed (key pk, (route, method)) on the request path and carry
+    # their hour; drain() turns them into (key pk, hour, route, method) rows.
+    __slots__ = ("_cells", "_closed", "_last_used")
 
     def __init__(self):
-        self._cells: dict[tuple, list] = {}
+        self._cells: dict[tuple, list] = {}    # (key pk, (route, method)) -> [ok, failed, duration, hour]
+        self._closed: dict[tuple, list] = {}   # (key pk, hour, route, method) -> [ok, failed, duration]
         self._last_used: dict[int, float] = {}
 
-    def record(self, key_pk: int, route: str, method: str, ok: bool, duration: float, now: float):
-        cell_key = (key_pk, int(now) // HOUR * HOUR, route, method)
-        cell = self._cells.get(cell_key)
-        if cell is None:
-            cell = self._cells[cell_key] = [0, 0, 0.0]
-        cell[0 if ok else 1] += 1
+    def record(self, key_pk: int, route_method: tuple, ok: bool, duration: float, now: float):
+        hour = int(now) // HOUR * HOUR
+        cell = self._cells.get((key_pk, route_method))
+        if cell is None or cell[3] != hour:
+            cell = self._open(key_pk, route_method, hour)
+        if ok:
+            cell[0] += 1
+        else:
+            cell[1] += 1
         cell[2] += duration
         if now > self._last_used.get(key_pk, 0.0):
             self._last_used[key_pk] = now
 
+    def _open(self, key_pk, route_method, hour) -> list:
+        old = self._cells.get((key_pk, route_method))
+        if old is not None:  # the hour turned: keep the old hour's counts for the next drain
+            self._merge(self._closed, (key_pk, old[3], *route_method), old[:3])
+        cell = self._cells[(key_pk, route_method)] = [0, 0, 0.0, hour]
+        return cell
+
+    @staticmethod
+    def _merge(target, cell_key, counts):
+        cell = target.setdefault(cell_key, [0, 0, 0.0])
+        cell[0] += counts[0]
+        cell[1] += counts[1]
+        cell[2] += counts[2]
+
     def drain(self):
-        """Take everything counted so far: (cells, last_used)."""
-        cells, self._cells = self._cells, {}
+        """Take everything counted so far: ({(key pk, hour, route, method): [ok, failed, duration]}, last_used)."""
+        cells, self._closed = self._closed, {}
+        for (key_pk, route_method), cell in self._cells.items():
+            self._merge(cells, (key_pk, cell[3], *route_method), cell[:3])
+        self._cells = {}
         last_used, self._last_used = self._last_used, {}
         return cells, last_used
 
     def restore(self, cells: dict, last_used: dict):
         """Put back a batch whose write failed, merging with newer counts."""
-        for cell_key, (ok, failed, duration) in cells.items():
-            cell = self._cells.setdefault(cell_key, [0, 0, 0.0])
-            cell[0] += ok
-            cell[1] += failed
-            cell[2] += duration
+        for cell_key, counts in cells.items():
+            self._merge(self._closed, cell_key, counts)
         for key_pk, when in last_used.items():
             if when > self._last_used.get(key_pk, 0.0):
                 self._last_used[key_pk] = when
@@ -49,7 +69,11 @@ class UsageAggregator:
 
     def pending_for(self, key_pk: int):
         """Cells not yet written for one key, so reports include them."""
-        return {k: v for k, v in self._cells.items() if k[0] == key_pk}
+        cells = {k: list(v) for k, v in self._closed.items() if k[0] == key_pk}
+        for (pk, route_method), cell in self._cells.items():
+            if pk == key_pk:
+                self._merge(cells, (pk, cell[3], *route_method), cell[:3])
+        return cells
 
 
 def summarize(rows, days: int, now: float) -> dict:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from urllib.parse import quote
 
 from aiohttp import web
+from multidict import istr
 
 from ..auth import keys as key_format
 from ..auth import policy as access
@@ -23,6 +24,10 @@ from .prompt_gate import PROMPT_TEMPLATES, PromptGate
 from .responses import error
 
 SESSION_COOKIE = "comfyui_api_auth"
+# Case-folded once, as aiohttp's own header names are, so setting them is cheap.
+LIMIT_HEADER = istr("X-RateLimit-Limit")
+REMAINING_HEADER = istr("X-RateLimit-Remaining")
+RESET_HEADER = istr("X-RateLimit-Reset")
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -106,7 +111,7 @@ class RouteFacts(NamedTuple):
     """What the middleware needs to know about a matched route, worked out once."""
 
     route_class: str
-    usage_name: str      # route template without the /api twin prefix
+    usage_key: tuple     # (route template without the /api twin prefix, method): the usage cell
     wants_context: bool  # one of this package's routes, which read current_principal
     queues_prompt: bool
 
@@ -122,7 +127,7 @@ def create_middleware(runtime, gate: PromptGate):
             path = access.canonical_path(template)
             facts = RouteFacts(
                 route_class=runtime.policy.classify(template, method),
-                usage_name="(static)" if path == "" else (path or "(unmatched)"),
+                usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
                 wants_context=any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
                 queues_prompt=template in PROMPT_TEMPLATES and method == "POST")
             if len(facts_cache) < 4096:
@@ -250,7 +255,8 @@ def create_middleware(runtime, gate: PromptGate):
         key = principal.key
         if key is None and not facts.wants_context and not facts.queues_prompt:
             return await handler(request)  # anonymous or admin on a ComfyUI route: nothing to count
-        token = current_principal.set(principal)
+        # Only the package's own routes read the principal from the context.
+        token = current_principal.set(principal) if facts.wants_context else None
         try:
             if key is None:
                 if facts.queues_prompt:
@@ -263,7 +269,7 @@ def create_middleware(runtime, gate: PromptGate):
                 taken = runtime.quota.take(key.pk, key.rate_limit, now)
                 allowed, remaining, reset_at = taken if taken is not None else await take_shared(key, now)
             if not allowed:
-                runtime.usage.record(key.pk, facts.usage_name, method, False, 0.0, now)
+                runtime.usage.record(key.pk, facts.usage_key, False, 0.0, now)
                 return too_many(key, reset_at, now)
             if reset_text[0] != reset_at:
                 reset_text[:] = [reset_at, str(reset_at)]
@@ -277,23 +283,24 @@ def create_middleware(runtime, gate: PromptGate):
                 if not response.prepared:
                     out = response.headers
                     if status == 429:  # a prompt-limit 429 already describes the limit that refused it
-                        out.setdefault("X-RateLimit-Limit", str(key.rate_limit))
+                        out.setdefault(LIMIT_HEADER, str(key.rate_limit))
                     else:
-                        out["X-RateLimit-Limit"] = str(key.rate_limit)
-                        out["X-RateLimit-Remaining"] = str(remaining)
-                        out["X-RateLimit-Reset"] = reset_text[1]
+                        out[LIMIT_HEADER] = str(key.rate_limit)
+                        out[REMAINING_HEADER] = str(remaining)
+                        out[RESET_HEADER] = reset_text[1]
                 return response
             except web.HTTPException as exc:
                 status = exc.status
-                exc.headers["X-RateLimit-Limit"] = str(key.rate_limit)
-                exc.headers["X-RateLimit-Remaining"] = str(remaining)
-                exc.headers["X-RateLimit-Reset"] = reset_text[1]
+                exc.headers[LIMIT_HEADER] = str(key.rate_limit)
+                exc.headers[REMAINING_HEADER] = str(remaining)
+                exc.headers[RESET_HEADER] = reset_text[1]
                 raise
             finally:
-                runtime.usage.record(key.pk, facts.usage_name, method, status < 400, time.time() - now, now)
+                runtime.usage.record(key.pk, facts.usage_key, status < 400, time.time() - now, now)
         except StorageUnavailable as failure:
             return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
         finally:
-            current_principal.reset(token)
+            if token is not None:
+                current_principal.reset(token)
 
     return api_auth_middleware

@@ -182,18 +182,21 @@ def test_limiter_pending_counts_drain_and_seed():
 def test_usage_cells_sum_by_hour_route_method_and_report_per_day():
     aggregator = usage.UsageAggregator()
     day = 86400 * 20000
-    aggregator.record(1, "/prompt", "POST", True, 0.01, day + 10)
-    aggregator.record(1, "/prompt", "POST", False, 0.01, day + 20)
-    aggregator.record(1, "/queue", "GET", True, 0.01, day + 3700)
+    aggregator.record(1, ("/prompt", "POST"), True, 0.01, day + 10)
+    aggregator.record(1, ("/prompt", "POST"), False, 0.01, day + 20)
+    aggregator.record(1, ("/queue", "GET"), True, 0.01, day + 3700)
+    aggregator.record(1, ("/queue", "GET"), True, 0.01, day + 10)   # an earlier hour, recorded late
     cells, last_used = aggregator.drain()
     assert cells[(1, day, "/prompt", "POST")][:2] == [1, 1]
     assert last_used == {1: day + 3700}
     rows = [(hour, route, method, ok, failed, duration) for (_, hour, route, method), (ok, failed, duration) in cells.items()]
     stats = usage.summarize(rows, 30, day + 4000)
-    assert stats["total_requests"] == 3
-    assert stats["successful_requests"] == 2 and stats["failed_requests"] == 1
-    assert list(stats["requests_per_day"].values()) == [3]
-    assert stats["endpoints"][0] == {"method": "POST", "route": "/prompt", "requests": 2, "successful": 1, "failed": 1}
+    assert cells[(1, day, "/queue", "GET")][:2] == [1, 0] and cells[(1, day + 3600, "/queue", "GET")][:2] == [1, 0]
+    assert stats["total_requests"] == 4
+    assert stats["successful_requests"] == 3 and stats["failed_requests"] == 1
+    assert list(stats["requests_per_day"].values()) == [4]
+    by_route = {e["route"]: e for e in stats["endpoints"]}
+    assert by_route["/prompt"] == {"method": "POST", "route": "/prompt", "requests": 2, "successful": 1, "failed": 1}
 
 
 # ---- configuration ------------------------------------------------------------------------------
