@@ -145,8 +145,7 @@ class AuthRuntime:
         except Exception as error:  # noqa: BLE001 - any failure must fail closed
             self.fail(f"cannot open database {db_open.describe(self.db_url)}: {type(error).__name__}: {error}")
             return
-        shared = self.settings.shared_limits
-        if shared == "on" or (shared == "auto" and not self.db_url.startswith("sqlite")):
+        if self.settings.shared_limits == "on":
             self.quota = SharedQuota()
         self.ready = True
         self._tasks = [

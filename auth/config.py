@@ -33,7 +33,7 @@ class Settings:
     login_attempts: int = 10
     login_window: int = 300
     max_body_bytes: int = 64 * 1024
-    shared_limits: str = "auto"  # on: claim quota from the database in batches (several processes)
+    shared_limits: str = "on"  # on: claim quota from the database in batches (several processes)
 
     @property
     def enabled(self) -> bool:
@@ -94,11 +94,8 @@ def _parse_paths(text):
     return tuple(paths)
 
 
-def _parse_auto_bool(text):
-    value = str(text).strip().lower()
-    if value == "auto":
-        return "auto"
-    return "on" if _parse_bool(value) else "off"
+def _parse_on_off(text):
+    return "on" if _parse_bool(text) else "off"
 
 
 def _parse_text(text):
@@ -120,7 +117,7 @@ OPTIONS = {
     "REFRESH_INTERVAL": ("refresh_interval", _float_range(0.05, 60)),
     "LOGIN_ATTEMPTS": ("login_attempts", _int_range(1, 10000)),
     "LOGIN_WINDOW": ("login_window", _int_range(1, 86400)),
-    "SHARED_LIMITS": ("shared_limits", _parse_auto_bool),
+    "SHARED_LIMITS": ("shared_limits", _parse_on_off),
 }
 
 

@@ -47,8 +47,16 @@ MIGRATIONS = [
 LATEST = MIGRATIONS[-1][0]
 
 
+def _meta_table_exists(database) -> bool:
+    if isinstance(database, peewee.PostgresqlDatabase):
+        # to_regclass follows the search_path; table_exists() looks in "public" only.
+        cursor = database.execute_sql("SELECT to_regclass(%s) IS NOT NULL", (Meta._meta.table_name,))
+        return bool(cursor.fetchone()[0])
+    return database.table_exists(Meta._meta.table_name)
+
+
 def current_version(database) -> int:
-    if not database.table_exists(Meta._meta.table_name):
+    if not _meta_table_exists(database):
         return 0
     row = Meta.get_or_none(Meta.name == SCHEMA_VERSION_NAME)
     return row.number if row else 0

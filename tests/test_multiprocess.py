@@ -19,7 +19,7 @@ def cluster(make_host, tmp_path):
         url = fresh_postgres_database()
     else:
         url = f"sqlite:///{tmp_path / 'shared' / 'auth.db'}"
-    env = {"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH_SHARED_LIMITS": "on",
+    env = {"COMFYUI_API_AUTH_DB": url,  # shared limits are on by default
            "COMFYUI_API_AUTH_FLUSH_INTERVAL": "0.2", "COMFYUI_API_AUTH_REFRESH_INTERVAL": "1"}
     hosts = [make_host(env=env) for _ in range(PROCESSES)]
     yield hosts
