@@ -475,9 +475,6 @@ class AuthRuntime:
         # bcrypt takes ~0.2 s: on a worker thread, not the loop, not the db thread.
         return await loop.run_in_executor(None, passwords.check_password, password, stored)
 
-    async def admin_password_is_set(self) -> bool:
-        return await self.run_db(repository.get_admin_password_hash) is not None
-
     async def set_admin_password(self, password: str):
         loop = asyncio.get_running_loop()
         hashed = await loop.run_in_executor(None, passwords.hash_password, password)

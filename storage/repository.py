@@ -247,10 +247,6 @@ def usage_rows(database, key_pk: int, since_hour: int) -> list[tuple]:
     return list(query)
 
 
-def last_used_of(database, key_pk: int):
-    row = ApiKey.select(ApiKey.last_used).where(ApiKey.id == key_pk).first()
-    return row.last_used if row else None
-
 
 def purge_usage(database, before_hour: int) -> int:
     with _write_transaction(database):
