@@ -702,6 +702,7 @@ def test_require_mode_key_holder_sees_only_their_own_usage(context, make_host):
     assert "viewer laptop" in own.inner_text()
     assert re.search(r"\d+ / 1,000 this hour", own.inner_text())
     # the browser's own requests count too (its session is the key), so look at /usage
+    own.locator(".cak-endpoints li").first.wait_for()  # the list renders after the usage numbers
     endpoints = own.locator(".cak-endpoints li").all_inner_texts()
     assert any(e.startswith("GET /usage") and "1 failed" in e for e in endpoints), endpoints
     assert own.locator(".cak-chart rect").count() == 30
