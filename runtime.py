@@ -202,7 +202,7 @@ class AuthRuntime:
             return
         self._closed = True
         try:
-            self._write(self._drain())
+            self._write(self._drain(), release_quota=True)
         except Exception:  # noqa: BLE001
             log.exception("[api-auth] final usage flush failed")
 
@@ -226,8 +226,22 @@ class AuthRuntime:
         if claim is None:
             claim = asyncio.ensure_future(self._claim(key, now))
             self._claims[key.pk] = claim
-            claim.add_done_callback(lambda _: self._claims.pop(key.pk, None))
+            claim.add_done_callback(self._claim_done(key.pk))
         await asyncio.shield(claim)
+
+    def prefetch_quota(self, key: KeyRecord, now: float):
+        """Start claiming the next batch without waiting for it (no-op if a claim is under way)."""
+        if key.pk not in self._claims:
+            claim = asyncio.ensure_future(self._claim(key, now))
+            self._claims[key.pk] = claim
+            claim.add_done_callback(self._claim_done(key.pk))
+
+    def _claim_done(self, key_pk):
+        def done(claim):
+            self._claims.pop(key_pk, None)
+            if not claim.cancelled() and claim.exception() is not None:
+                log.warning("[api-auth] claiming quota failed: %s", claim.exception())
+        return done
 
     async def _claim(self, key: KeyRecord, now: float):
         await asyncio.sleep(0)  # let the requests of this burst register their demand
@@ -327,8 +341,12 @@ class AuthRuntime:
     def _write_batch(self, database, batch):
         self._write(batch)
 
-    def _write(self, batch):
+    def _write(self, batch, release_quota=False):
         cells, last_used, pending, jobs, audit = batch
+        if release_quota and self.quota is not None:
+            unspent = self.quota.unspent(self.clock())
+            if unspent:
+                repository.release_quota(self.database, unspent)
         if cells or last_used:
             repository.write_usage(self.database, cells, last_used)
         if pending:

@@ -98,9 +98,10 @@ class SharedQuota:
 
     NEED_MORE = None
 
-    def __init__(self, max_batch: int = 1000):
+    def __init__(self, max_batch: int = 50000):
         self.max_batch = max_batch
-        self._state: dict[int, list] = {}  # key pk -> [window, granted, used, claimed globally]
+        # key pk -> [window, granted, used, claimed globally, size of the last grant]
+        self._state: dict[int, list] = {}
 
     def take(self, key_pk: int, limit: int, now: float):
         """(allowed, remaining, reset_at), or NEED_MORE when a claim is due."""
@@ -116,6 +117,12 @@ class SharedQuota:
             return False, 0, reset_at
         return self.NEED_MORE
 
+    def running_low(self, key_pk: int, limit: int) -> bool:
+        """A quarter of the last grant left and more to claim: time to claim
+        the next batch in the background, before requests have to wait."""
+        state = self._state.get(key_pk)
+        return state is not None and state[1] - state[2] <= state[4] >> 2 and state[3] < limit
+
     def batch_size(self, key_pk: int, limit: int, now: float) -> int:
         state = self._state.get(key_pk)
         claimed = state[3] if state is not None and state[0] == window_start(now) else 0
@@ -124,13 +131,20 @@ class SharedQuota:
     def grant(self, key_pk: int, window: int, granted: int, claimed_total: int):
         state = self._state.get(key_pk)
         if state is None or state[0] != window:
-            state = self._state[key_pk] = [window, 0, 0, 0]
+            state = self._state[key_pk] = [window, 0, 0, 0, 0]
         state[1] += granted
         state[3] = max(state[3], claimed_total)
+        state[4] = granted
 
     def used(self, key_pk: int, now: float) -> int:
         state = self._state.get(key_pk)
         return state[2] if state is not None and state[0] == window_start(now) else 0
+
+    def unspent(self, now: float) -> dict:
+        """{(key pk, window): claimed but not spent} for this hour, to give back at shutdown."""
+        window = window_start(now)
+        return {(key_pk, state[0]): state[1] - state[2] for key_pk, state in self._state.items()
+                if state[0] == window and state[1] > state[2]}
 
     def forget(self, key_pk: int):
         self._state.pop(key_pk, None)

@@ -268,6 +268,8 @@ def create_middleware(runtime, gate: PromptGate):
             else:
                 taken = runtime.quota.take(key.pk, key.rate_limit, now)
                 allowed, remaining, reset_at = taken if taken is not None else await take_shared(key, now)
+                if runtime.quota.running_low(key.pk, key.rate_limit):
+                    runtime.prefetch_quota(key, now)
             if not allowed:
                 runtime.usage.record(key.pk, facts.usage_key, False, 0.0, now)
                 return too_many(key, reset_at, now)

@@ -234,6 +234,14 @@ def claim_quota(database, key_pk: int, window: int, want: int, limit: int) -> tu
     return granted, row.used + granted
 
 
+def release_quota(database, unspent: dict):
+    """Give back quota a process claimed but did not spend (graceful shutdown)."""
+    with _write_transaction(database):
+        for (key_pk, window), count in unspent.items():
+            RateWindow.update(used=RateWindow.used - count).where(
+                (RateWindow.key_pk == key_pk) & (RateWindow.window == window) & (RateWindow.used >= count)).execute()
+
+
 def rate_counts(database, window: int) -> dict:
     return {row.key_pk: row.used for row in RateWindow.select().where(RateWindow.window == window)}
 

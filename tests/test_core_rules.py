@@ -232,3 +232,23 @@ def test_login_throttle_is_bounded_in_memory():
         guard.failed("1.2.3.4", 10)
     assert guard.retry_after("1.2.3.4", 11) > 0
     assert guard.retry_after("1.2.3.4", 80) == 0
+
+
+def test_shared_quota_spends_grants_asks_for_more_and_gives_back_the_rest():
+    quota = ratelimit.SharedQuota()
+    now = 1_700_000_000
+    window = ratelimit.window_start(now)
+    assert quota.take(1, 100, now) is None                      # nothing claimed yet
+    assert quota.batch_size(1, 100, now) == 12                   # an eighth of what is left
+    quota.grant(1, window, 12, 12)
+    results = [quota.take(1, 100, now) for _ in range(12)]
+    assert all(allowed for allowed, _, _ in results)
+    assert results[-1][1] == 88                                  # left in the hour, globally
+    assert quota.running_low(1, 100)
+    assert quota.take(1, 100, now) is None                       # spent: claim again
+    quota.grant(1, window, 0, 100)                               # others took the rest
+    assert quota.take(1, 100, now) == (False, 0, window + 3600)
+    assert not quota.running_low(1, 100)
+    quota.grant(2, window, 10, 10)
+    quota.take(2, 50, now)
+    assert quota.unspent(now) == {(2, window): 9}
