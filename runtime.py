@@ -77,7 +77,7 @@ class AuthRuntime:
         self.limiter = HourlyLimiter()
         self.quota: SharedQuota | None = None  # set when several processes share the limits
         self._claims: dict[int, asyncio.Future] = {}
-        self._claim_demand: dict[int, int] = {}
+        self.quota_waiters: dict[int, int] = {}  # key pk -> requests waiting for a claim
         self.prompt_limiter = HourlyLimiter()  # queued workflows per hour, per key
         self.jobs = JobTracker()
         self.prompt_queue = lambda: None  # set by install: ComfyUI's PromptQueue, once it exists
@@ -220,8 +220,7 @@ class AuthRuntime:
 
     async def claim_quota(self, key: KeyRecord, now: float):
         """Claim the next batch of a key's hourly quota; concurrent callers share one claim,
-        which asks for at least as much as they are waiting for."""
-        self._claim_demand[key.pk] = self._claim_demand.get(key.pk, 0) + 1
+        which asks for at least as many requests as are waiting (see ``quota_waiters``)."""
         claim = self._claims.get(key.pk)
         if claim is None:
             claim = asyncio.ensure_future(self._claim(key, now))
@@ -244,10 +243,9 @@ class AuthRuntime:
         return done
 
     async def _claim(self, key: KeyRecord, now: float):
-        await asyncio.sleep(0)  # let the requests of this burst register their demand
+        await asyncio.sleep(0)  # let the requests of this burst line up first
         window = window_start(now)
-        demand = self._claim_demand.pop(key.pk, 1)
-        want = max(demand, self.quota.batch_size(key.pk, key.rate_limit, now))
+        want = max(self.quota_waiters.get(key.pk, 0), self.quota.batch_size(key.pk, key.rate_limit, now))
         granted, claimed = await self.run_db(repository.claim_quota, key.pk, window, want, key.rate_limit)
         self.quota.grant(key.pk, window, granted, claimed)
 

@@ -215,12 +215,17 @@ def create_middleware(runtime, gate: PromptGate):
         """Spend from this process's batch; claim another from the database when it runs out."""
         # Each claim grants at least one request or learns the hour is spent,
         # so this ends; the bound is a guard against a database gone strange.
-        for _ in range(100):
-            result = runtime.quota.take(key.pk, key.rate_limit, now)
-            if result is not None:
-                return result
-            await runtime.claim_quota(key, now)
-        return False, 0, int(now) // 3600 * 3600 + 3600
+        waiters = runtime.quota_waiters
+        waiters[key.pk] = waiters.get(key.pk, 0) + 1  # claims ask for what is waiting, no more
+        try:
+            for _ in range(100):
+                result = runtime.quota.take(key.pk, key.rate_limit, now)
+                if result is not None:
+                    return result
+                await runtime.claim_quota(key, now)
+            return False, 0, int(now) // 3600 * 3600 + 3600
+        finally:
+            waiters[key.pk] -= 1
 
     def too_many(key, remaining_reset, now):
         reset_at = remaining_reset
