@@ -70,7 +70,6 @@ class AuthRuntime:
         self.database = None
         self.policy = AccessPolicy("enable")
         # hot-path state, read by the middleware
-        self.keys_by_hash: dict[str, KeyRecord] = {}
         self.keys_by_pk: dict[int, KeyRecord] = {}
         self.key_principals: dict[str, Principal] = {}  # key hash -> its principal, built once per change
         self.sessions: dict[str, tuple] = {}  # token hash -> (kind, key pk, expires at)
@@ -259,10 +258,8 @@ class AuthRuntime:
     def _remember(self, record: KeyRecord):
         old = self.keys_by_pk.get(record.pk)
         if old is not None and old.key_hash != record.key_hash:
-            self.keys_by_hash.pop(old.key_hash, None)
             self.key_principals.pop(old.key_hash, None)
         self.keys_by_pk[record.pk] = record
-        self.keys_by_hash[record.key_hash] = record
         self.key_principals[record.key_hash] = for_key(record, "header")
         if record.last_used and record.last_used > self.last_used.get(record.pk, 0.0):
             self.last_used[record.pk] = record.last_used
@@ -270,7 +267,6 @@ class AuthRuntime:
     def _forget(self, key_pk: int):
         record = self.keys_by_pk.pop(key_pk, None)
         if record is not None:
-            self.keys_by_hash.pop(record.key_hash, None)
             self.key_principals.pop(record.key_hash, None)
         for hashed, session in list(self.sessions.items()):
             if session[1] == key_pk:

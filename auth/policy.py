@@ -58,18 +58,10 @@ class AccessPolicy:
             if self._rules.get((path, None)) != ADMIN:
                 self._rules[(path, "GET")] = PUBLIC
                 self._rules[(path, "HEAD")] = PUBLIC
-        self._cache: dict = {}
 
     def classify(self, template: str | None, method: str) -> str:
-        cache_key = (template, method)
-        route_class = self._cache.get(cache_key)
-        if route_class is None:
-            route_class = self._classify(canonical_path(template), method)
-            if len(self._cache) < 4096:  # templates are few; methods are not
-                self._cache[cache_key] = route_class
-        return route_class
-
-    def _classify(self, path: str | None, method: str) -> str:
+        """The route class of a matched template (the middleware caches the answer)."""
+        path = canonical_path(template)
         if path is None:
             return DEFAULT
         exact = self._rules.get((path, method))

@@ -89,7 +89,8 @@ class AuthApi:
             if await self.runtime.check_admin_password(value):
                 return "admin", None
             return None, None
-        record = self.runtime.keys_by_hash.get(key_format.hash_key(value))
+        principal = self.runtime.key_principals.get(key_format.hash_key(value))
+        record = principal.key if principal is not None else None
         if record is None or not record.is_active:
             return None, None
         # A key session follows the key: disabling or unscoping it takes effect.

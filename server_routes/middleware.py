@@ -32,7 +32,7 @@ FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
-# The principal of the request being handled; read by on-prompt handlers.
+# The principal of the request being handled; read by the package's own routes.
 current_principal: contextvars.ContextVar = contextvars.ContextVar("comfyui_api_auth_principal", default=ANONYMOUS)
 
 
@@ -122,16 +122,15 @@ def create_middleware(runtime, gate: PromptGate):
     reset_text = [0, "0"]  # (reset time, its header text), rebuilt once an hour
 
     def route_facts(template, method):
-        facts = facts_cache.get((template, method))
-        if facts is None:
-            path = access.canonical_path(template)
-            facts = RouteFacts(
-                route_class=runtime.policy.classify(template, method),
-                usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
-                wants_context=any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
-                queues_prompt=template in PROMPT_TEMPLATES and method == "POST")
-            if len(facts_cache) < 4096:
-                facts_cache[(template, method)] = facts
+        """Work out a route's facts on a cache miss (templates are few; methods are not)."""
+        path = access.canonical_path(template)
+        facts = RouteFacts(
+            route_class=runtime.policy.classify(template, method),
+            usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
+            wants_context=any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
+            queues_prompt=template in PROMPT_TEMPLATES and method == "POST")
+        if len(facts_cache) < 4096:
+            facts_cache[(template, method)] = facts
         return facts
 
     def presented_key(headers, authorization, api_key):
