@@ -64,14 +64,16 @@ class AuthRuntime:
         self.clock = clock
         self.environ = os.environ if environ is None else environ
         self.settings = Settings()
-        self.problem: str | None = None  # set => answer 503 and say why
-        self.degraded: str | None = None  # writes failing => answer 503 until a flush succeeds
-        self.ready = False
+        self._problem: str | None = None  # set => answer 503 and say why
+        self._degraded: str | None = None  # writes failing => answer 503 until a flush succeeds
+        self._ready = False
+        self.refusing: str | None = "starting"  # why every request gets 503 now; None while serving
         self.database = None
         self.policy = AccessPolicy("enable")
         # hot-path state, read by the middleware
         self.keys_by_pk: dict[int, KeyRecord] = {}
-        self.key_principals: dict[str, Principal] = {}  # key hash -> its principal, built once per change
+        # SHA-256 of the key (raw bytes, see keys.digest_key) -> its principal, built once per change
+        self.key_principals: dict[bytes, Principal] = {}
         self.sessions: dict[str, tuple] = {}  # token hash -> (kind, key pk, expires at)
         self.limiter = HourlyLimiter()
         self.quota: SharedQuota | None = None  # set when several processes share the limits
@@ -91,6 +93,39 @@ class AuthRuntime:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-auth-db")
         self._tasks: list[asyncio.Task] = []
         self._closed = False
+
+    # ---- serving or refusing ----------------------------------------------------
+    # Three conditions, one answer the middleware reads with a single attribute.
+
+    @property
+    def problem(self) -> str | None:
+        return self._problem
+
+    @problem.setter
+    def problem(self, reason: str | None):
+        self._problem = reason
+        self._update_refusing()
+
+    @property
+    def degraded(self) -> str | None:
+        return self._degraded
+
+    @degraded.setter
+    def degraded(self, reason: str | None):
+        self._degraded = reason
+        self._update_refusing()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @ready.setter
+    def ready(self, ready: bool):
+        self._ready = ready
+        self._update_refusing()
+
+    def _update_refusing(self):
+        self.refusing = self._problem or self._degraded or (None if self._ready else "starting")
 
     # ---- start and stop --------------------------------------------------------
 
@@ -234,6 +269,14 @@ class AuthRuntime:
             self._claims[key.pk] = claim
             claim.add_done_callback(self._claim_done(key.pk))
 
+    def prefetch_running_low(self, now: float):
+        """Claim the next batch for each key whose batch ran low (see ``SharedQuota.running_low``)."""
+        running_low = self.quota.running_low
+        while running_low:
+            record = self.keys_by_pk.get(running_low.pop())
+            if record is not None:
+                self.prefetch_quota(record, now)
+
     def _claim_done(self, key_pk):
         def done(claim):
             self._claims.pop(key_pk, None)
@@ -258,16 +301,16 @@ class AuthRuntime:
     def _remember(self, record: KeyRecord):
         old = self.keys_by_pk.get(record.pk)
         if old is not None and old.key_hash != record.key_hash:
-            self.key_principals.pop(old.key_hash, None)
+            self.key_principals.pop(bytes.fromhex(old.key_hash), None)
         self.keys_by_pk[record.pk] = record
-        self.key_principals[record.key_hash] = for_key(record, "header")
+        self.key_principals[bytes.fromhex(record.key_hash)] = for_key(record, "header")
         if record.last_used and record.last_used > self.last_used.get(record.pk, 0.0):
             self.last_used[record.pk] = record.last_used
 
     def _forget(self, key_pk: int):
         record = self.keys_by_pk.pop(key_pk, None)
         if record is not None:
-            self.key_principals.pop(record.key_hash, None)
+            self.key_principals.pop(bytes.fromhex(record.key_hash), None)
         for hashed, session in list(self.sessions.items()):
             if session[1] == key_pk:
                 del self.sessions[hashed]
@@ -456,9 +499,12 @@ class AuthRuntime:
         await self.flush()
         return await self.run_db(repository.audit_events, limit, before_id)
 
-    def last_used_of(self, record: KeyRecord):
-        pending = self.usage.pending_last_used(record.pk)
-        best = max(self.last_used.get(record.pk, 0.0), record.last_used or 0.0, pending)
+    def last_used_of(self, record: KeyRecord, pending: dict | None = None):
+        """When the key was last used; ``pending`` is ``usage.pending_last_used()``, passed in
+        when describing many keys at once."""
+        if pending is None:
+            pending = self.usage.pending_last_used()
+        best = max(self.last_used.get(record.pk, 0.0), record.last_used or 0.0, pending.get(record.pk, 0.0))
         return best or None
 
     def note_flushed_last_used(self, last_used: dict):

@@ -10,10 +10,35 @@ again at start, so a restart does not hand out a fresh hour.
 """
 
 WINDOW_SECONDS = 3600
+REFUSED = -1  # what ``take`` returns when the hour's quota is spent
 
 
 def window_start(now: float) -> int:
     return int(now) // WINDOW_SECONDS * WINDOW_SECONDS
+
+
+class HourClock:
+    """The current window, worked out once an hour rather than once a request.
+
+    Timestamps are multi-digit integers in CPython, so ``window_start`` costs
+    about as much as the rest of a limit check; the request path compares two
+    floats instead and hands the same window object to ``take`` and to the
+    usage counters, which then compare by identity.
+    """
+
+    __slots__ = ("start", "end", "window", "reset_at", "reset_text")
+
+    def __init__(self):
+        self.start = self.end = 0.0
+        self.window = self.reset_at = 0
+        self.reset_text = "0"
+
+    def roll(self, now: float):
+        """Move to the window ``now`` falls in (call when not start <= now < end)."""
+        window = window_start(now)
+        self.window, self.reset_at = window, window + WINDOW_SECONDS
+        self.start, self.end = float(window), float(window + WINDOW_SECONDS)
+        self.reset_text = str(self.reset_at)
 
 
 class HourlyLimiter:
@@ -25,16 +50,22 @@ class HourlyLimiter:
         self._used: dict[int, list] = {}
         self._pending: dict[tuple, int] = {}  # (key pk, window) -> delta of a finished or failed batch
 
-    def hit(self, key_pk: int, limit: int, now: float):
-        """Count one request. Returns (allowed, remaining, reset_at)."""
-        window = int(now) // WINDOW_SECONDS * WINDOW_SECONDS
+    def take(self, key_pk: int, limit: int, window: int) -> int:
+        """Count one request in ``window``: the requests left after it, or REFUSED."""
         state = self._used.get(key_pk)
         if state is None or state[0] != window:
             state = self._roll(key_pk, window)
-        if state[1] >= limit:
-            return False, 0, window + WINDOW_SECONDS
-        state[1] += 1
-        return True, limit - state[1], window + WINDOW_SECONDS
+        used = state[1]
+        if used >= limit:
+            return REFUSED
+        state[1] = used + 1
+        return limit - used - 1
+
+    def hit(self, key_pk: int, limit: int, now: float):
+        """Count one request. Returns (allowed, remaining, reset_at)."""
+        window = window_start(now)
+        remaining = self.take(key_pk, limit, window)
+        return remaining != REFUSED, max(remaining, 0), window + WINDOW_SECONDS
 
     def _roll(self, key_pk: int, window: int) -> list:
         old = self._used.get(key_pk)
@@ -100,28 +131,31 @@ class SharedQuota:
 
     def __init__(self, max_batch: int = 50000):
         self.max_batch = max_batch
-        # key pk -> [window, granted, used, claimed globally, size of the last grant]
+        # key pk -> [window, granted, used, claimed globally, size of the last grant,
+        #            the ``used`` count at which a quarter of that grant is left]
         self._state: dict[int, list] = {}
+        # Keys whose batch ran low on the last take: claim the next batch in
+        # the background now, before requests have to wait for it. The caller
+        # empties it; a plain list keeps the check on the request path cheap.
+        self.running_low: list[int] = []
 
-    def take(self, key_pk: int, limit: int, now: float):
-        """(allowed, remaining, reset_at), or NEED_MORE when a claim is due."""
-        window = int(now) // WINDOW_SECONDS * WINDOW_SECONDS
+    def take(self, key_pk: int, limit: int, window: int):
+        """Spend one request of ``window`` from this process's batch: the
+        requests left in the hour (all processes together), REFUSED when the
+        hour is spent everywhere, or NEED_MORE when a claim is due."""
         state = self._state.get(key_pk)
         if state is None or state[0] != window:
             return self.NEED_MORE
-        reset_at = window + WINDOW_SECONDS
-        if state[2] < state[1]:
-            state[2] += 1
-            return True, max(0, limit - state[3]) + state[1] - state[2], reset_at
+        used = state[2]
+        if used < state[1]:
+            state[2] = used = used + 1
+            if used == state[5] and state[3] < limit:
+                self.running_low.append(key_pk)
+            unclaimed = limit - state[3]
+            return (unclaimed if unclaimed > 0 else 0) + state[1] - used
         if state[3] >= limit:
-            return False, 0, reset_at
+            return REFUSED
         return self.NEED_MORE
-
-    def running_low(self, key_pk: int, limit: int) -> bool:
-        """A quarter of the last grant left and more to claim: time to claim
-        the next batch in the background, before requests have to wait."""
-        state = self._state.get(key_pk)
-        return state is not None and state[1] - state[2] <= state[4] >> 2 and state[3] < limit
 
     def batch_size(self, key_pk: int, limit: int, now: float) -> int:
         state = self._state.get(key_pk)
@@ -131,10 +165,11 @@ class SharedQuota:
     def grant(self, key_pk: int, window: int, granted: int, claimed_total: int):
         state = self._state.get(key_pk)
         if state is None or state[0] != window:
-            state = self._state[key_pk] = [window, 0, 0, 0, 0]
+            state = self._state[key_pk] = [window, 0, 0, 0, 0, 0]
         state[1] += granted
         state[3] = max(state[3], claimed_total)
         state[4] = granted
+        state[5] = state[1] - (granted >> 2)
 
     def used(self, key_pk: int, now: float) -> int:
         state = self._state.get(key_pk)

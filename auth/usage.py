@@ -12,16 +12,19 @@ HOUR = 3600
 
 class UsageAggregator:
     # Cells are keyed (key pk, (route, method)) on the request path and carry
-    # their hour; drain() turns them into (key pk, hour, route, method) rows.
+    # their hour and the latest request time, so a request touches one dict
+    # entry; drain() turns them into (key pk, hour, route, method) rows and a
+    # last-used time per key.
     __slots__ = ("_cells", "_closed", "_last_used")
 
     def __init__(self):
-        self._cells: dict[tuple, list] = {}    # (key pk, (route, method)) -> [ok, failed, duration, hour]
+        self._cells: dict[tuple, list] = {}    # (key pk, (route, method)) -> [ok, failed, duration, hour, last]
         self._closed: dict[tuple, list] = {}   # (key pk, hour, route, method) -> [ok, failed, duration]
-        self._last_used: dict[int, float] = {}
+        self._last_used: dict[int, float] = {}  # of cells already closed or given back
 
-    def record(self, key_pk: int, route_method: tuple, ok: bool, duration: float, now: float):
-        hour = int(now) // HOUR * HOUR
+    def record(self, key_pk: int, route_method: tuple, ok: bool, duration: float, now: float, hour: int):
+        """Count one request made at ``now``; ``hour`` is the UTC hour it falls in
+        (``ratelimit.HourClock.window``, worked out once an hour by the caller)."""
         cell = self._cells.get((key_pk, route_method))
         if cell is None or cell[3] != hour:
             cell = self._open(key_pk, route_method, hour)
@@ -30,14 +33,15 @@ class UsageAggregator:
         else:
             cell[1] += 1
         cell[2] += duration
-        if now > self._last_used.get(key_pk, 0.0):
-            self._last_used[key_pk] = now
+        if now > cell[4]:
+            cell[4] = now
 
     def _open(self, key_pk, route_method, hour) -> list:
         old = self._cells.get((key_pk, route_method))
         if old is not None:  # the hour turned: keep the old hour's counts for the next drain
             self._merge(self._closed, (key_pk, old[3], *route_method), old[:3])
-        cell = self._cells[(key_pk, route_method)] = [0, 0, 0.0, hour]
+            self._note_last_used(self._last_used, key_pk, old[4])
+        cell = self._cells[(key_pk, route_method)] = [0, 0, 0.0, hour, 0.0]
         return cell
 
     @staticmethod
@@ -47,13 +51,19 @@ class UsageAggregator:
         cell[1] += counts[1]
         cell[2] += counts[2]
 
+    @staticmethod
+    def _note_last_used(target: dict, key_pk: int, when: float):
+        if when > target.get(key_pk, 0.0):
+            target[key_pk] = when
+
     def drain(self):
         """Take everything counted so far: ({(key pk, hour, route, method): [ok, failed, duration]}, last_used)."""
         cells, self._closed = self._closed, {}
+        last_used, self._last_used = self._last_used, {}
         for (key_pk, route_method), cell in self._cells.items():
             self._merge(cells, (key_pk, cell[3], *route_method), cell[:3])
+            self._note_last_used(last_used, key_pk, cell[4])
         self._cells = {}
-        last_used, self._last_used = self._last_used, {}
         return cells, last_used
 
     def restore(self, cells: dict, last_used: dict):
@@ -61,11 +71,14 @@ class UsageAggregator:
         for cell_key, counts in cells.items():
             self._merge(self._closed, cell_key, counts)
         for key_pk, when in last_used.items():
-            if when > self._last_used.get(key_pk, 0.0):
-                self._last_used[key_pk] = when
+            self._note_last_used(self._last_used, key_pk, when)
 
-    def pending_last_used(self, key_pk: int) -> float:
-        return self._last_used.get(key_pk, 0.0)
+    def pending_last_used(self) -> dict:
+        """{key pk: latest request time} not yet drained (one pass, for a whole key list)."""
+        latest = dict(self._last_used)
+        for (key_pk, _), cell in self._cells.items():
+            self._note_last_used(latest, key_pk, cell[4])
+        return latest
 
     def pending_for(self, key_pk: int):
         """Cells not yet written for one key, so reports include them."""

@@ -89,7 +89,7 @@ class AuthApi:
             if await self.runtime.check_admin_password(value):
                 return "admin", None
             return None, None
-        principal = self.runtime.key_principals.get(key_format.hash_key(value))
+        principal = self.runtime.key_principals.get(key_format.digest_key(value))
         record = principal.key if principal is not None else None
         if record is None or not record.is_active:
             return None, None

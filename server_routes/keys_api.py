@@ -16,14 +16,14 @@ from .responses import BodyError, error, invalid, read_json
 CREATED_MESSAGE = "API key created. Save this key - it will not be shown again."
 
 
-def key_json(runtime, record: KeyRecord) -> dict:
+def key_json(runtime, record: KeyRecord, pending_last_used: dict | None = None) -> dict:
     now = time.time()
     return {
         "key_id": record.key_id,
         "name": record.name,
         "prefix": record.prefix,
         "created_at": record.created_at,
-        "last_used": runtime.last_used_of(record),
+        "last_used": runtime.last_used_of(record, pending_last_used),
         "rate_limit": record.rate_limit,
         "is_active": record.is_active,
         "metadata": record.metadata,
@@ -85,7 +85,8 @@ class KeysApi:
 
     async def list(self, request):
         records = await self.runtime.list_keys()
-        return web.json_response({"keys": [key_json(self.runtime, record) for record in records]})
+        pending = self.runtime.usage.pending_last_used()
+        return web.json_response({"keys": [key_json(self.runtime, record, pending) for record in records]})
 
     async def read(self, request):
         key_id = request.match_info["key_id"]

@@ -8,22 +8,23 @@ request, no database.
 """
 
 import contextvars
-import hashlib
 import time
-from typing import NamedTuple
 from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import istr
 
 from ..auth import keys as key_format
 from ..auth import policy as access
+from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
 from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, PASSWORD_ADMIN, for_key
 from ..runtime import StorageUnavailable
 from .prompt_gate import PROMPT_TEMPLATES, PromptGate
 from .responses import error
 
 SESSION_COOKIE = "comfyui_api_auth"
+AUTHORIZATION = hdrs.AUTHORIZATION  # an istr: case-folded once, so lookups skip folding
+X_API_KEY = istr("X-API-Key")
 # Case-folded once, as aiohttp's own header names are, so setting them is cheap.
 LIMIT_HEADER = istr("X-RateLimit-Limit")
 REMAINING_HEADER = istr("X-RateLimit-Remaining")
@@ -75,16 +76,11 @@ def is_trusted_local(request) -> bool:
     return not is_cross_origin(headers)
 
 
-try:  # the builtin SHA-256 skips OpenSSL's per-call algorithm fetch: cheaper per request
-    from _sha2 import sha256 as _sha256  # Python 3.12+
-except ImportError:
-    try:
-        from _sha256 import sha256 as _sha256  # Python 3.11
-    except ImportError:
-        _sha256 = hashlib.sha256
+_sha256 = key_format.fast_sha256
 
 
 def _digest(text: str):
+    """Hex SHA-256 of a session token (as the session index holds it); None if unencodable."""
     try:
         return _sha256(text.encode("utf-8")).hexdigest()
     except UnicodeEncodeError:
@@ -101,43 +97,66 @@ def _unauthorized(code: str, message: str):
     return error(401, code, message, headers={"WWW-Authenticate": 'Bearer realm="ComfyUI"'})
 
 
-def _key_failure(presented: str, digest):
-    if digest is None or not key_format.is_well_formed(presented):
+def _key_failure(presented: str):
+    if not key_format.is_well_formed(presented):
         return _unauthorized("MALFORMED_KEY", "the API key is malformed (expected comfy_ followed by 46 letters and digits)")
     return _unauthorized("INVALID_KEY", "the API key is not valid")
 
 
-class RouteFacts(NamedTuple):
-    """What the middleware needs to know about a matched route, worked out once."""
+class RouteFacts:
+    """What the middleware needs to know about a matched route, worked out once.
+    (A slotted class: its attributes read faster than a named tuple's.)"""
 
-    route_class: str
-    usage_key: tuple     # (route template without the /api twin prefix, method): the usage cell
-    wants_context: bool  # one of this package's routes, which read current_principal
-    queues_prompt: bool
+    __slots__ = ("route_class", "usage_key", "wants_context", "queues_prompt", "admin_only", "key_fast_path")
+
+    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, queues_prompt: bool, method: str):
+        self.route_class = route_class
+        self.usage_key = usage_key          # (route template without the /api twin prefix, method): the usage cell
+        self.wants_context = wants_context  # one of this package's routes, which read current_principal
+        self.queues_prompt = queues_prompt
+        self.admin_only = route_class == access.ADMIN  # a key needs the admin scope
+        self.key_fast_path = method != "OPTIONS"       # a Bearer key may be checked inline (not a preflight)
 
 
 def create_middleware(runtime, gate: PromptGate):
     """Build the middleware bound to one runtime."""
-    facts_cache: dict = {}
-    reset_text = [0, "0"]  # (reset time, its header text), rebuilt once an hour
+    facts_by_route: dict = {}
+    hour_clock = HourClock()  # the current hour and its X-RateLimit-Reset text
 
-    def route_facts(template, method):
-        """Work out a route's facts on a cache miss (templates are few; methods are not)."""
+    facts_by_route_and_method: dict = {}  # for routes that take any method ("*")
+
+    def route_facts(route, method):
+        """Work out a route's facts on a cache miss. Routes are fixed once the
+        app runs, so facts are cached per route object; a route for one method
+        needs no method in the key (HEAD has its own route). Unmatched requests
+        get a new route object each time: worked out each time, never cached."""
+        any_method = route.method == hdrs.METH_ANY
+        if any_method:
+            facts = facts_by_route_and_method.get((route, method))
+            if facts is not None:
+                return facts
+        resource = route.resource
+        template = resource.canonical if resource is not None else None
         path = access.canonical_path(template)
+        route_class = runtime.policy.classify(template, method)
         facts = RouteFacts(
-            route_class=runtime.policy.classify(template, method),
+            route_class=route_class,
             usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
             wants_context=any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
-            queues_prompt=template in PROMPT_TEMPLATES and method == "POST")
-        if len(facts_cache) < 4096:
-            facts_cache[(template, method)] = facts
+            queues_prompt=template in PROMPT_TEMPLATES and method == "POST",
+            method=method)
+        if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < 4096:
+            if any_method:
+                facts_by_route_and_method[(route, method)] = facts
+            else:
+                facts_by_route[route] = facts
         return facts
 
     def presented_key(headers, authorization, api_key):
         """The key from Authorization: Bearer or X-API-Key; None if there is none."""
         presented = None
         if authorization is not None:
-            if len(headers.getall("Authorization")) > 1:
+            if len(headers.getall(AUTHORIZATION)) > 1:
                 raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "send one Authorization header"))
             parts = authorization.split(None, 1)
             if parts and parts[0].lower() == "bearer":
@@ -145,7 +164,7 @@ def create_middleware(runtime, gate: PromptGate):
                 if not presented:
                     raise Denied(_unauthorized("MALFORMED_CREDENTIALS", "Authorization: Bearer needs a key after it"))
         if api_key is not None:
-            values = headers.getall("X-API-Key")
+            values = headers.getall(X_API_KEY)
             if len(values) > 1 and len(set(values)) > 1:
                 raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "send one X-API-Key header"))
             api_key = api_key.strip()
@@ -177,15 +196,14 @@ def create_middleware(runtime, gate: PromptGate):
         return principal
 
     def identify(request, headers, now):
-        authorization = headers.get("Authorization")
-        api_key = headers.get("X-API-Key")
+        authorization = headers.get(AUTHORIZATION)
+        api_key = headers.get(X_API_KEY)
         if authorization is not None or api_key is not None:
             presented = presented_key(headers, authorization, api_key)
             if presented is not None:
-                digest = _digest(presented)
-                principal = runtime.key_principals.get(digest) if digest else None
+                principal = runtime.key_principals.get(key_format.digest_key(presented))
                 if principal is None:
-                    raise Denied(_key_failure(presented, digest))
+                    raise Denied(_key_failure(presented))
                 if not principal.key.is_active:
                     raise Denied(_unauthorized("KEY_DISABLED", "the API key is disabled"))
                 return principal
@@ -210,7 +228,7 @@ def create_middleware(runtime, gate: PromptGate):
         return _unauthorized("AUTH_REQUIRED", "sign in at /login, or send an API key as 'Authorization: Bearer <key>'"
                              + (" (or call from this machine)" if runtime.trusted_local_possible else ""))
 
-    async def take_shared(key, now):
+    async def take_shared(key, window, now):
         """Spend from this process's batch; claim another from the database when it runs out."""
         # Each claim grants at least one request or learns the hour is spent,
         # so this ends; the bound is a guard against a database gone strange.
@@ -218,16 +236,15 @@ def create_middleware(runtime, gate: PromptGate):
         waiters[key.pk] = waiters.get(key.pk, 0) + 1  # claims ask for what is waiting, no more
         try:
             for _ in range(100):
-                result = runtime.quota.take(key.pk, key.rate_limit, now)
-                if result is not None:
-                    return result
+                remaining = runtime.quota.take(key.pk, key.rate_limit, window)
+                if remaining is not None:
+                    return remaining
                 await runtime.claim_quota(key, now)
-            return False, 0, int(now) // 3600 * 3600 + 3600
+            return REFUSED
         finally:
             waiters[key.pk] -= 1
 
-    def too_many(key, remaining_reset, now):
-        reset_at = remaining_reset
+    def too_many(key, reset_at, now):
         reset_in = max(1, reset_at - int(now))
         headers = {"X-RateLimit-Limit": str(key.rate_limit), "X-RateLimit-Remaining": "0",
                    "X-RateLimit-Reset": str(reset_at), "Retry-After": str(reset_in)}
@@ -236,29 +253,45 @@ def create_middleware(runtime, gate: PromptGate):
 
     @web.middleware
     async def api_auth_middleware(request, handler):
-        if runtime.problem is not None or runtime.degraded is not None or not runtime.ready:
-            return error(503, "AUTH_UNAVAILABLE", "API key authentication is not available: "
-                         + (runtime.problem or runtime.degraded or "starting"))
+        if runtime.refusing is not None:
+            return error(503, "AUTH_UNAVAILABLE", "API key authentication is not available: " + runtime.refusing)
         headers = request.headers
-        method = request.method
-        # A CORS preflight carries no credentials by design; ComfyUI's
-        # CORS/origin middleware answers it.
-        if method == "OPTIONS" and "Access-Control-Request-Method" in headers:
-            return await handler(request)
-        resource = request.match_info.route.resource
-        template = resource.canonical if resource is not None else None
-        facts = facts_cache.get((template, method)) or route_facts(template, method)
+        route = request.match_info.route
+        facts = facts_by_route.get(route) or route_facts(route, request.method)
         now = time.time()
-        try:
-            principal = identify(request, headers, now)
-            decision = runtime.policy.decide(principal, facts.route_class)
-            if decision != access.ALLOW:
-                raise Denied(refuse(request, decision))
-        except Denied as denied:
-            return denied.response
-        key = principal.key
-        if key is None and not facts.wants_context and not facts.queues_prompt:
-            return await handler(request)  # anonymous or admin on a ComfyUI route: nothing to count
+        # The common case, a script sending its key as "Authorization: Bearer",
+        # is checked inline: one SHA-256 and one dict lookup. Anything else
+        # (sessions, X-API-Key, a bad or disabled key, a key without the admin
+        # scope on an admin route, a preflight) goes through identify() and the
+        # policy, which give the exact answer.
+        principal = None
+        authorization = headers.get(AUTHORIZATION)
+        if authorization is not None and facts.key_fast_path and authorization.startswith("Bearer "):
+            try:
+                principal = runtime.key_principals.get(_sha256(authorization[7:].encode()).digest())
+            except UnicodeEncodeError:
+                pass
+            if principal is not None and (
+                    not principal.key.is_active or (facts.admin_only and not principal.is_admin)
+                    or X_API_KEY in headers or len(headers.getall(AUTHORIZATION)) != 1):
+                principal = None
+        if principal is not None:
+            key = principal.key
+        else:
+            # A CORS preflight carries no credentials by design; ComfyUI's
+            # CORS/origin middleware answers it.
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+                return await handler(request)
+            try:
+                principal = identify(request, headers, now)
+                decision = runtime.policy.decide(principal, facts.route_class)
+                if decision != access.ALLOW:
+                    raise Denied(refuse(request, decision))
+            except Denied as denied:
+                return denied.response
+            key = principal.key
+            if key is None and not facts.wants_context and not facts.queues_prompt:
+                return await handler(request)  # anonymous or admin on a ComfyUI route: nothing to count
         # Only the package's own routes read the principal from the context.
         token = current_principal.set(principal) if facts.wants_context else None
         try:
@@ -267,18 +300,21 @@ def create_middleware(runtime, gate: PromptGate):
                     return await gate.run(request, handler, principal, now)
                 return await handler(request)
             # A request authenticated by a key: count it, limit it, say so in headers.
-            if runtime.quota is None:
-                allowed, remaining, reset_at = runtime.limiter.hit(key.pk, key.rate_limit, now)
+            if not hour_clock.start <= now < hour_clock.end:
+                hour_clock.roll(now)
+            window, reset_text = hour_clock.window, hour_clock.reset_text
+            quota = runtime.quota
+            if quota is None:
+                remaining = runtime.limiter.take(key.pk, key.rate_limit, window)
             else:
-                taken = runtime.quota.take(key.pk, key.rate_limit, now)
-                allowed, remaining, reset_at = taken if taken is not None else await take_shared(key, now)
-                if runtime.quota.running_low(key.pk, key.rate_limit):
-                    runtime.prefetch_quota(key, now)
-            if not allowed:
-                runtime.usage.record(key.pk, facts.usage_key, False, 0.0, now)
-                return too_many(key, reset_at, now)
-            if reset_text[0] != reset_at:
-                reset_text[:] = [reset_at, str(reset_at)]
+                remaining = quota.take(key.pk, key.rate_limit, window)
+                if remaining is None:
+                    remaining = await take_shared(key, window, now)
+                if quota.running_low:
+                    runtime.prefetch_running_low(now)
+            if remaining == REFUSED:
+                runtime.usage.record(key.pk, facts.usage_key, False, 0.0, now, window)
+                return too_many(key, window + WINDOW_SECONDS, now)
             status = 500
             try:
                 if facts.queues_prompt:
@@ -286,23 +322,24 @@ def create_middleware(runtime, gate: PromptGate):
                 else:
                     response = await handler(request)
                 status = response.status
-                if not response.prepared:
-                    out = response.headers
-                    if status == 429:  # a prompt-limit 429 already describes the limit that refused it
-                        out.setdefault(LIMIT_HEADER, str(key.rate_limit))
-                    else:
-                        out[LIMIT_HEADER] = str(key.rate_limit)
-                        out[REMAINING_HEADER] = str(remaining)
-                        out[RESET_HEADER] = reset_text[1]
+                # On a response already sent (a WebSocket) these change nothing,
+                # harmlessly; checking ``prepared`` would cost every request.
+                out = response.headers
+                if status == 429:  # a prompt-limit 429 already describes the limit that refused it
+                    out.setdefault(LIMIT_HEADER, str(key.rate_limit))
+                else:
+                    out[LIMIT_HEADER] = str(key.rate_limit)
+                    out[REMAINING_HEADER] = str(remaining)
+                    out[RESET_HEADER] = reset_text
                 return response
             except web.HTTPException as exc:
                 status = exc.status
                 exc.headers[LIMIT_HEADER] = str(key.rate_limit)
                 exc.headers[REMAINING_HEADER] = str(remaining)
-                exc.headers[RESET_HEADER] = reset_text[1]
+                exc.headers[RESET_HEADER] = reset_text
                 raise
             finally:
-                runtime.usage.record(key.pk, facts.usage_key, status < 400, time.time() - now, now)
+                runtime.usage.record(key.pk, facts.usage_key, status < 400, time.time() - now, now, window)
         except StorageUnavailable as failure:
             return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
         finally:

@@ -177,15 +177,30 @@ def test_limiter_pending_counts_drain_and_seed():
     assert fresh.hit(1, 5, 7300)[0] is False
 
 
+def test_hour_clock_rolls_at_the_hour_and_the_limiter_counts_per_window():
+    clock = ratelimit.HourClock()
+    hour = 3600 * 500_000
+    for now in (hour + 0.0, hour + 3599.999):
+        if not clock.start <= now < clock.end:
+            clock.roll(now)
+        assert (clock.window, clock.reset_at, clock.reset_text) == (hour, hour + 3600, str(hour + 3600))
+    assert not clock.start <= hour + 3600.0 < clock.end       # the next hour starts a new window
+    clock.roll(hour + 3600.0)
+    assert clock.window == hour + 3600
+    limiter = ratelimit.HourlyLimiter()
+    assert [limiter.take(1, 2, hour) for _ in range(3)] == [1, 0, ratelimit.REFUSED]
+    assert limiter.take(1, 2, hour + 3600) == 1
+
+
 # ---- usage aggregation ---------------------------------------------------------------------
 
 def test_usage_cells_sum_by_hour_route_method_and_report_per_day():
     aggregator = usage.UsageAggregator()
     day = 86400 * 20000
-    aggregator.record(1, ("/prompt", "POST"), True, 0.01, day + 10)
-    aggregator.record(1, ("/prompt", "POST"), False, 0.01, day + 20)
-    aggregator.record(1, ("/queue", "GET"), True, 0.01, day + 3700)
-    aggregator.record(1, ("/queue", "GET"), True, 0.01, day + 10)   # an earlier hour, recorded late
+    for route_method, ok, at in [(("/prompt", "POST"), True, day + 10), (("/prompt", "POST"), False, day + 20),
+                                 (("/queue", "GET"), True, day + 3700),
+                                 (("/queue", "GET"), True, day + 10)]:  # an earlier hour, recorded late
+        aggregator.record(1, route_method, ok, 0.01, at, ratelimit.window_start(at))
     cells, last_used = aggregator.drain()
     assert cells[(1, day, "/prompt", "POST")][:2] == [1, 1]
     assert last_used == {1: day + 3700}
@@ -238,17 +253,25 @@ def test_shared_quota_spends_grants_asks_for_more_and_gives_back_the_rest():
     quota = ratelimit.SharedQuota()
     now = 1_700_000_000
     window = ratelimit.window_start(now)
-    assert quota.take(1, 100, now) is None                      # nothing claimed yet
+    assert quota.take(1, 100, window) is None                   # nothing claimed yet
     assert quota.batch_size(1, 100, now) == 12                   # an eighth of what is left
     quota.grant(1, window, 12, 12)
-    results = [quota.take(1, 100, now) for _ in range(12)]
-    assert all(allowed for allowed, _, _ in results)
-    assert results[-1][1] == 88                                  # left in the hour, globally
-    assert quota.running_low(1, 100)
-    assert quota.take(1, 100, now) is None                       # spent: claim again
+    results = []
+    for _ in range(12):
+        results.append(quota.take(1, 100, window))
+        # Flagged once, on the take that leaves a quarter of the grant (3 of 12).
+        assert quota.running_low == ([1] if len(results) == 9 else [])
+        quota.running_low.clear()
+    assert results == list(range(99, 87, -1))                    # left in the hour, globally
+    assert quota.take(1, 100, window) is None                    # spent: claim again
     quota.grant(1, window, 0, 100)                               # others took the rest
-    assert quota.take(1, 100, now) == (False, 0, window + 3600)
-    assert not quota.running_low(1, 100)
+    assert quota.take(1, 100, window) == ratelimit.REFUSED
+    assert quota.running_low == []                               # nothing left to claim: no prefetch
+    assert quota.take(1, 100, window + 3600) is None             # a new hour: claim again
+    quota.grant(1, window + 3600, 8, 8)
+    for _ in range(6):
+        quota.take(1, 100, window + 3600)
+    assert quota.running_low == [1]                              # 2 of 8 left, and 92 more to claim
     quota.grant(2, window, 10, 10)
-    quota.take(2, 50, now)
+    quota.take(2, 50, window)
     assert quota.unspent(now) == {(2, window): 9}
