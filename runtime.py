@@ -35,6 +35,7 @@ from .storage import migrations, repository
 log = logging.getLogger("comfyui_api_auth")
 
 DATA_DIR_NAME = "__api_auth"
+VERIFIED_BEARERS_MAX = 4096  # bound of AuthRuntime.verified_bearers
 ACTIVE = None  # the runtime installed into ComfyUI, for the nodes
 DB_FILE_NAME = "auth.db"
 
@@ -74,6 +75,11 @@ class AuthRuntime:
         self.keys_by_pk: dict[int, KeyRecord] = {}
         # SHA-256 of the key (raw bytes, see keys.digest_key) -> its principal, built once per change
         self.key_principals: dict[bytes, Principal] = {}
+        # "Bearer <key>" header values already verified -> principal, so a script's
+        # repeat requests skip the SHA-256 (see the README's "Departures"). Only
+        # keys that were valid and active go in; emptied on any key change, so a
+        # revocation applies at once, and when it reaches VERIFIED_BEARERS_MAX.
+        self.verified_bearers: dict[str, Principal] = {}
         self.sessions: dict[str, tuple] = {}  # token hash -> (kind, key pk, expires at)
         self.limiter = HourlyLimiter()
         self.quota: SharedQuota | None = None  # set when several processes share the limits
@@ -299,6 +305,7 @@ class AuthRuntime:
     # ---- caches ------------------------------------------------------------------
 
     def _remember(self, record: KeyRecord):
+        self.verified_bearers.clear()
         old = self.keys_by_pk.get(record.pk)
         if old is not None and old.key_hash != record.key_hash:
             self.key_principals.pop(bytes.fromhex(old.key_hash), None)
@@ -308,6 +315,7 @@ class AuthRuntime:
             self.last_used[record.pk] = record.last_used
 
     def _forget(self, key_pk: int):
+        self.verified_bearers.clear()
         record = self.keys_by_pk.pop(key_pk, None)
         if record is not None:
             self.key_principals.pop(bytes.fromhex(record.key_hash), None)

@@ -10,24 +10,44 @@ import datetime
 HOUR = 3600
 
 
+class RouteCells(dict):
+    """The open cells of one (route, method): {key pk: [ok, failed, duration, hour, last]}.
+
+    The request path holds this dict for its route (see ``cells_for``), so
+    counting a request is one lookup by an int, with no key tuple to build
+    and hash.
+    """
+
+    __slots__ = ("route_method",)
+
+    def __init__(self, route_method: tuple):
+        super().__init__()
+        self.route_method = route_method
+
+
 class UsageAggregator:
-    # Cells are keyed (key pk, (route, method)) on the request path and carry
-    # their hour and the latest request time, so a request touches one dict
-    # entry; drain() turns them into (key pk, hour, route, method) rows and a
-    # last-used time per key.
-    __slots__ = ("_cells", "_closed", "_last_used")
+    # Cells carry their hour and the latest request time; drain() turns them
+    # into (key pk, hour, route, method) rows and a last-used time per key.
+    __slots__ = ("_routes", "_closed", "_last_used")
 
     def __init__(self):
-        self._cells: dict[tuple, list] = {}    # (key pk, (route, method)) -> [ok, failed, duration, hour, last]
+        self._routes: dict[tuple, RouteCells] = {}  # (route, method) -> its open cells
         self._closed: dict[tuple, list] = {}   # (key pk, hour, route, method) -> [ok, failed, duration]
         self._last_used: dict[int, float] = {}  # of cells already closed or given back
 
-    def record(self, key_pk: int, route_method: tuple, ok: bool, duration: float, now: float, hour: int):
+    def cells_for(self, route_method: tuple) -> RouteCells:
+        """The cells of one (route, method), to pass to ``record``; the same dict for the process's life."""
+        cells = self._routes.get(route_method)
+        if cells is None:
+            cells = self._routes[route_method] = RouteCells(route_method)
+        return cells
+
+    def record(self, cells: RouteCells, key_pk: int, ok: bool, duration: float, now: float, hour: int):
         """Count one request made at ``now``; ``hour`` is the UTC hour it falls in
         (``ratelimit.HourClock.window``, worked out once an hour by the caller)."""
-        cell = self._cells.get((key_pk, route_method))
+        cell = cells.get(key_pk)
         if cell is None or cell[3] != hour:
-            cell = self._open(key_pk, route_method, hour)
+            cell = self._open(cells, key_pk, hour)
         if ok:
             cell[0] += 1
         else:
@@ -36,12 +56,12 @@ class UsageAggregator:
         if now > cell[4]:
             cell[4] = now
 
-    def _open(self, key_pk, route_method, hour) -> list:
-        old = self._cells.get((key_pk, route_method))
+    def _open(self, cells: RouteCells, key_pk: int, hour: int) -> list:
+        old = cells.get(key_pk)
         if old is not None:  # the hour turned: keep the old hour's counts for the next drain
-            self._merge(self._closed, (key_pk, old[3], *route_method), old[:3])
+            self._merge(self._closed, (key_pk, old[3], *cells.route_method), old[:3])
             self._note_last_used(self._last_used, key_pk, old[4])
-        cell = self._cells[(key_pk, route_method)] = [0, 0, 0.0, hour, 0.0]
+        cell = cells[key_pk] = [0, 0, 0.0, hour, 0.0]
         return cell
 
     @staticmethod
@@ -56,14 +76,22 @@ class UsageAggregator:
         if when > target.get(key_pk, 0.0):
             target[key_pk] = when
 
+    def _open_cells(self):
+        """(key pk, hour, route, method, cell) of every open cell."""
+        for cells in self._routes.values():
+            route, method = cells.route_method
+            for key_pk, cell in cells.items():
+                yield key_pk, cell[3], route, method, cell
+
     def drain(self):
         """Take everything counted so far: ({(key pk, hour, route, method): [ok, failed, duration]}, last_used)."""
         cells, self._closed = self._closed, {}
         last_used, self._last_used = self._last_used, {}
-        for (key_pk, route_method), cell in self._cells.items():
-            self._merge(cells, (key_pk, cell[3], *route_method), cell[:3])
+        for key_pk, hour, route, method, cell in self._open_cells():
+            self._merge(cells, (key_pk, hour, route, method), cell[:3])
             self._note_last_used(last_used, key_pk, cell[4])
-        self._cells = {}
+        for route_cells in self._routes.values():
+            route_cells.clear()  # cleared in place: the request path holds these dicts
         return cells, last_used
 
     def restore(self, cells: dict, last_used: dict):
@@ -76,16 +104,16 @@ class UsageAggregator:
     def pending_last_used(self) -> dict:
         """{key pk: latest request time} not yet drained (one pass, for a whole key list)."""
         latest = dict(self._last_used)
-        for (key_pk, _), cell in self._cells.items():
+        for key_pk, _, _, _, cell in self._open_cells():
             self._note_last_used(latest, key_pk, cell[4])
         return latest
 
     def pending_for(self, key_pk: int):
         """Cells not yet written for one key, so reports include them."""
         cells = {k: list(v) for k, v in self._closed.items() if k[0] == key_pk}
-        for (pk, route_method), cell in self._cells.items():
+        for pk, hour, route, method, cell in self._open_cells():
             if pk == key_pk:
-                self._merge(cells, (pk, cell[3], *route_method), cell[:3])
+                self._merge(cells, (pk, hour, route, method), cell[:3])
         return cells
 
 

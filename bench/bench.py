@@ -699,7 +699,8 @@ def analyze_profile(raw_path):
 # ---------------------------------------------------------------------------
 
 SERVER_TITLES = {
-    "A": "A     no package",
+    "A0": "A0    no package, no key sent",
+    "A": "A     no package, same requests",
     "B": "B     require",
     "B100k": "B100k require, +{keys:,} keys",
     "Bsh": "Bsh   require, shared limits",
@@ -718,6 +719,8 @@ class Bench:
         self.keys: dict[str, dict] = {}
         self.pg_databases: list[str] = []
         self.labels = ["A", "B", "B100k"] + ([] if options.no_shared else ["Bsh"])
+        # Loads driven in each round: A0 is server A again, without the Authorization header.
+        self.load_labels = ["A0"] + self.labels
 
     # -- output --
 
@@ -875,8 +878,16 @@ class Bench:
         self.results["waited_for_quiet"] = self.results.get("waited_for_quiet", 0.0) + waited
         return waited
 
-    def header_for(self, server, name="bench"):
-        return f"Authorization: Bearer {self.keys[server.label][name]}" if server.package else None
+    def server_of(self, label):
+        return self.servers["A" if label == "A0" else label]
+
+    def header_for(self, server, name="bench", label=None):
+        """The request's Authorization header. Plain ComfyUI (A) gets the very
+        request B gets, a key it ignores included, so that the ratio is the
+        package's cost and not the cost of a longer request; A0 gets none."""
+        if server.package:
+            return f"Authorization: Bearer {self.keys[server.label][name]}"
+        return None if label == "A0" else f"Authorization: Bearer {self.keys['B'][name]}"
 
     def check_run(self, label, result):
         bad = {k: v for k, v in result["statuses"].items() if k != "200"}
@@ -891,7 +902,7 @@ class Bench:
 
     def throughput(self):
         o = self.options
-        labels = self.labels
+        labels = self.load_labels
         self.say(f"\n== Throughput: {o.concurrency} connections, GET {o.path}, interleaved rounds ==")
         self.say("(srv us/req = server process CPU time per request, all threads, from /proc; cpu columns in cores: "
                  "server, load generator, everything else on the machine)")
@@ -900,9 +911,9 @@ class Bench:
             shift = round_index % len(labels)
             order = labels[shift:] + labels[:shift]
             for label in order:
-                server = self.servers[label]
+                server = self.server_of(label)
                 waited = self.wait_for_quiet()
-                result = self.loadgen(server, o.concurrency, o.warmup, o.duration, self.header_for(server))
+                result = self.loadgen(server, o.concurrency, o.warmup, o.duration, self.header_for(server, label=label))
                 result["waited_for_quiet"] = waited
                 self.check_run(label, result)
                 self.results["runs"].setdefault(label, []).append(result)
@@ -916,9 +927,10 @@ class Bench:
                 self.run_line(round_index, label, result, ("  (" + "; ".join(notes) + ")") if notes else "")
             if o.low_duration > 0:
                 for label in order:
-                    server = self.servers[label]
+                    server = self.server_of(label)
                     self.wait_for_quiet()
-                    result = self.loadgen(server, 1, min(o.warmup, 0.5), o.low_duration, self.header_for(server))
+                    result = self.loadgen(server, 1, min(o.warmup, 0.5), o.low_duration,
+                                          self.header_for(server, label=label))
                     self.check_run(label, result)
                     self.results["low_runs"].setdefault(label, []).append(result)
                     self.run_line(round_index, label, result, "  1 connection (unloaded latency)")
@@ -927,8 +939,8 @@ class Bench:
         time.sleep(1.1)
         for label, runs in self.results["runs"].items():
             for result in runs:
-                samples, _, pauses = self.servers[label].lag_samples(result["wall_start"], result["wall_end"],
-                                                                     wait=False)
+                samples, _, pauses = self.server_of(label).lag_samples(result["wall_start"], result["wall_end"],
+                                                                       wait=False)
                 result["lag"] = lag_stats(samples)
                 result["gc_max_ms"] = max((p[0] for p in pauses), default=0.0) * 1e3
         self.say("loop lag during the measured windows, per round, max/p99 ms (longest GC pause, ms):")
@@ -1127,24 +1139,31 @@ class Bench:
     def summary(self):
         o = self.options
         runs = self.results["runs"]
-        s = {label: self.summarize_runs(runs[label]) for label in self.labels if label in runs}
+        s = {label: self.summarize_runs(runs[label]) for label in self.load_labels if label in runs}
         low = {label: self.summarize_runs(r) for label, r in self.results["low_runs"].items()}
         self.results["summary"] = s
         a = s["A"]
         self.say(f"\n== Summary: medians of {o.rounds} round(s), {o.concurrency} connections, GET {o.path} ==")
         self.say(f"{'server':32} {'req/s':>7} {'B/A':>6} {'p50 ms':>7} {'p99 ms':>7} {'p99 added':>10} "
                  f"{'srv us/req':>10} {'added':>7} {'CPU B/A':>7} {'max lag':>8} {'max GC':>7} {'ready':>6} {'RSS MB':>7}")
-        for label in self.labels:
+        for label in self.load_labels:
             r = s[label]
             r.update(ratio=r["rps"] / a["rps"], p99_added_ms=r["p99_ms"] - a["p99_ms"],
                      added_us=r["us_per_req"] - a["us_per_req"], cpu_ratio=a["us_per_req"] / r["us_per_req"])
             p99_added = "-" if label == "A" else f"{r['p99_added_ms']:+.2f} ms"
             added = "-" if label == "A" else f"{r['added_us']:+.1f}us"
+            server_label = "A" if label == "A0" else label
             self.say(f"{self.title(label):32} {r['rps']:7.0f} {r['ratio']:6.3f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
                      f"{p99_added:>10} {r['us_per_req']:10.1f} {added:>7} {r['cpu_ratio']:7.3f} "
-                     f"{r['lag_max_ms']:6.1f}ms {r['gc_max_ms']:5.1f}ms {self.results['startup_seconds'][label]:5.2f}s "
-                     f"{self.results['rss_mb'][label]:7.1f}")
-        self.say("(B/A: measured req/s ratio. CPU B/A: A's CPU per request / this server's = the throughput ratio of "
+                     f"{r['lag_max_ms']:6.1f}ms {r['gc_max_ms']:5.1f}ms "
+                     f"{self.results['startup_seconds'][server_label]:5.2f}s {self.results['rss_mb'][server_label]:7.1f}")
+        a0 = s.get("A0")
+        if a0:
+            self.say("against A0 (plain ComfyUI, the key not sent, so also a shorter request): " + ", ".join(
+                f"{label} {s[label]['rps'] / a0['rps']:.3f} measured, {a0['us_per_req'] / s[label]['us_per_req']:.3f} "
+                f"from CPU" for label in self.labels[1:]))
+        self.say("(B/A: measured req/s ratio against A, which gets the same requests, key header included, and "
+                 "ignores it. CPU B/A: A's CPU per request / this server's = the throughput ratio of "
                  "a saturated core, unaffected by other programs stealing CPU time. max lag: longest event-loop lag in a "
                  "measured window (median over the rounds); max GC: longest garbage-collector pause in any of them)")
         if low:

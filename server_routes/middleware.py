@@ -18,7 +18,7 @@ from ..auth import keys as key_format
 from ..auth import policy as access
 from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
 from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, PASSWORD_ADMIN, for_key
-from ..runtime import StorageUnavailable
+from ..runtime import VERIFIED_BEARERS_MAX, StorageUnavailable
 from .prompt_gate import PROMPT_TEMPLATES, PromptGate
 from .responses import error
 
@@ -107,11 +107,11 @@ class RouteFacts:
     """What the middleware needs to know about a matched route, worked out once.
     (A slotted class: its attributes read faster than a named tuple's.)"""
 
-    __slots__ = ("route_class", "usage_key", "wants_context", "queues_prompt", "admin_only", "key_fast_path")
+    __slots__ = ("route_class", "usage_cells", "wants_context", "queues_prompt", "admin_only", "key_fast_path")
 
-    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, queues_prompt: bool, method: str):
+    def __init__(self, route_class: str, usage_cells, wants_context: bool, queues_prompt: bool, method: str):
         self.route_class = route_class
-        self.usage_key = usage_key          # (route template without the /api twin prefix, method): the usage cell
+        self.usage_cells = usage_cells      # where this route's requests are counted (UsageAggregator.cells_for)
         self.wants_context = wants_context  # one of this package's routes, which read current_principal
         self.queues_prompt = queues_prompt
         self.admin_only = route_class == access.ADMIN  # a key needs the admin scope
@@ -141,7 +141,7 @@ def create_middleware(runtime, gate: PromptGate):
         route_class = runtime.policy.classify(template, method)
         facts = RouteFacts(
             route_class=route_class,
-            usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
+            usage_cells=runtime.usage.cells_for(("(static)" if path == "" else (path or "(unmatched)"), method)),
             wants_context=any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
             queues_prompt=template in PROMPT_TEMPLATES and method == "POST",
             method=method)
@@ -266,11 +266,18 @@ def create_middleware(runtime, gate: PromptGate):
         # policy, which give the exact answer.
         principal = None
         authorization = headers.get(AUTHORIZATION)
-        if authorization is not None and facts.key_fast_path and authorization.startswith("Bearer "):
-            try:
-                principal = runtime.key_principals.get(_sha256(authorization[7:].encode()).digest())
-            except UnicodeEncodeError:
-                pass
+        if authorization is not None and facts.key_fast_path:
+            verified = runtime.verified_bearers
+            principal = verified.get(authorization)
+            if principal is None and authorization.startswith("Bearer "):
+                try:
+                    principal = runtime.key_principals.get(_sha256(authorization[7:].encode()).digest())
+                except UnicodeEncodeError:
+                    pass
+                if principal is not None and principal.key.is_active:
+                    if len(verified) >= VERIFIED_BEARERS_MAX:
+                        verified.clear()
+                    verified[authorization] = principal
             if principal is not None and (
                     not principal.key.is_active or (facts.admin_only and not principal.is_admin)
                     or X_API_KEY in headers or len(headers.getall(AUTHORIZATION)) != 1):
@@ -313,7 +320,7 @@ def create_middleware(runtime, gate: PromptGate):
                 if quota.running_low:
                     runtime.prefetch_running_low(now)
             if remaining == REFUSED:
-                runtime.usage.record(key.pk, facts.usage_key, False, 0.0, now, window)
+                runtime.usage.record(facts.usage_cells, key.pk, False, 0.0, now, window)
                 return too_many(key, window + WINDOW_SECONDS, now)
             status = 500
             try:
@@ -339,7 +346,7 @@ def create_middleware(runtime, gate: PromptGate):
                 exc.headers[RESET_HEADER] = reset_text
                 raise
             finally:
-                runtime.usage.record(key.pk, facts.usage_key, status < 400, time.time() - now, now, window)
+                runtime.usage.record(facts.usage_cells, key.pk, status < 400, time.time() - now, now, window)
         except StorageUnavailable as failure:
             return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
         finally:

@@ -200,7 +200,7 @@ def test_usage_cells_sum_by_hour_route_method_and_report_per_day():
     for route_method, ok, at in [(("/prompt", "POST"), True, day + 10), (("/prompt", "POST"), False, day + 20),
                                  (("/queue", "GET"), True, day + 3700),
                                  (("/queue", "GET"), True, day + 10)]:  # an earlier hour, recorded late
-        aggregator.record(1, route_method, ok, 0.01, at, ratelimit.window_start(at))
+        aggregator.record(aggregator.cells_for(route_method), 1, ok, 0.01, at, ratelimit.window_start(at))
     cells, last_used = aggregator.drain()
     assert cells[(1, day, "/prompt", "POST")][:2] == [1, 1]
     assert last_used == {1: day + 3700}
