@@ -488,8 +488,9 @@ def postgres_execute(url: str, sql: str):
 class Server:
     """One ComfyUI stand-in process."""
 
-    def __init__(self, label, workdir, *, package, env=None, cpus=None, trace=False, db_url=None):
+    def __init__(self, label, workdir, *, package, env=None, cpus=None, trace=False, db_url=None, wrapper=None):
         self.label = label
+        self.wrapper = list(wrapper or [])  # a command to run the server under (valgrind); no lag monitor then
         self.workdir = workdir
         self.package = package
         self.env = dict(env or {})
@@ -518,8 +519,9 @@ class Server:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_API_AUTH", "BENCH_"))}
         env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = LOOPMON_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env["BENCH_LOOPMON_OUT"] = self.loopmon_path
+        if not self.wrapper:  # the lag monitor's timer would be counted as the server's work
+            env["PYTHONPATH"] = LOOPMON_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            env["BENCH_LOOPMON_OUT"] = self.loopmon_path
         if self.trace:
             env["BENCH_LOOPMON_TRACE"] = "1"
         if self.package:
@@ -527,7 +529,7 @@ class Server:
             if self.db_url:
                 env["COMFYUI_API_AUTH_DB"] = self.db_url
         env.update(self.env)
-        command = [sys.executable, HOST_MAIN, "--listen", "127.0.0.1", "--port", str(self.port),
+        command = self.wrapper + [sys.executable, HOST_MAIN, "--listen", "127.0.0.1", "--port", str(self.port),
                    "--user-directory", self.user_dir,
                    "--output-directory", os.path.join(self.workdir, "output"),
                    "--input-directory", os.path.join(self.workdir, "input")]
@@ -915,6 +917,7 @@ class Bench:
                 waited = self.wait_for_quiet()
                 result = self.loadgen(server, o.concurrency, o.warmup, o.duration, self.header_for(server, label=label))
                 result["waited_for_quiet"] = waited
+                result["round"] = round_index
                 self.check_run(label, result)
                 self.results["runs"].setdefault(label, []).append(result)
                 notes = []
@@ -1143,13 +1146,22 @@ class Bench:
         low = {label: self.summarize_runs(r) for label, r in self.results["low_runs"].items()}
         self.results["summary"] = s
         a = s["A"]
-        self.say(f"\n== Summary: medians of {o.rounds} round(s), {o.concurrency} connections, GET {o.path} ==")
+        self.say(f"\n== Summary: medians of {o.rounds} round(s), {o.concurrency} connections, GET {o.path}; "
+                 "ratios and added figures are medians of per-round comparisons with A ==")
         self.say(f"{'server':32} {'req/s':>7} {'B/A':>6} {'p50 ms':>7} {'p99 ms':>7} {'p99 added':>10} "
                  f"{'srv us/req':>10} {'added':>7} {'CPU B/A':>7} {'max lag':>8} {'max GC':>7} {'ready':>6} {'RSS MB':>7}")
+        a_by_round = {r["round"]: r for r in runs["A"]}
         for label in self.load_labels:
             r = s[label]
-            r.update(ratio=r["rps"] / a["rps"], p99_added_ms=r["p99_ms"] - a["p99_ms"],
-                     added_us=r["us_per_req"] - a["us_per_req"], cpu_ratio=a["us_per_req"] / r["us_per_req"])
+            # Each ratio is taken within a round (A and this server measured seconds
+            # apart), then the median over the rounds.
+            pairs = [(run, a_by_round[run["round"]]) for run in runs[label] if run["round"] in a_by_round]
+            r.update(ratio=median([run["rps"] / a_run["rps"] for run, a_run in pairs]),
+                     p99_added_ms=median([run["p99_ms"] - a_run["p99_ms"] for run, a_run in pairs]),
+                     added_us=median([run["server_us_per_request"] - a_run["server_us_per_request"]
+                                      for run, a_run in pairs]),
+                     cpu_ratio=median([a_run["server_us_per_request"] / run["server_us_per_request"]
+                                       for run, a_run in pairs]))
             p99_added = "-" if label == "A" else f"{r['p99_added_ms']:+.2f} ms"
             added = "-" if label == "A" else f"{r['added_us']:+.1f}us"
             server_label = "A" if label == "A0" else label
@@ -1159,9 +1171,17 @@ class Bench:
                      f"{self.results['startup_seconds'][server_label]:5.2f}s {self.results['rss_mb'][server_label]:7.1f}")
         a0 = s.get("A0")
         if a0:
+            a0_by_round = {r["round"]: r for r in runs["A0"]}
+
+            def against_a0(label, field, invert=False):
+                values = [(a0_by_round[run["round"]][field] / run[field]) if invert
+                          else (run[field] / a0_by_round[run["round"]][field])
+                          for run in runs[label] if run["round"] in a0_by_round]
+                return median(values)
+
             self.say("against A0 (plain ComfyUI, the key not sent, so also a shorter request): " + ", ".join(
-                f"{label} {s[label]['rps'] / a0['rps']:.3f} measured, {a0['us_per_req'] / s[label]['us_per_req']:.3f} "
-                f"from CPU" for label in self.labels[1:]))
+                f"{label} {against_a0(label, 'rps'):.3f} measured, "
+                f"{against_a0(label, 'server_us_per_request', invert=True):.3f} from CPU" for label in self.labels[1:]))
         self.say("(B/A: measured req/s ratio against A, which gets the same requests, key header included, and "
                  "ignores it. CPU B/A: A's CPU per request / this server's = the throughput ratio of "
                  "a saturated core, unaffected by other programs stealing CPU time. max lag: longest event-loop lag in a "
@@ -1243,11 +1263,11 @@ def parse_args(argv):
                                      "server, so the user needs CREATEDB; default: a SQLite file per server")
     parser.add_argument("--path", default="/api/features", help="route to drive (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; --quick 1)")
-    parser.add_argument("--duration", type=float, help="measured seconds per run (default 5; --quick 1)")
-    parser.add_argument("--warmup", type=float, help="warm-up seconds per run (default 1; --quick 0.3)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 12; --quick 1)")
+    parser.add_argument("--duration", type=float, help="measured seconds per run (default 2; --quick 1)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per run (default 0.5; --quick 0.3)")
     parser.add_argument("--low-duration", type=float, help="seconds of the 1-connection latency run "
-                                                            "(default 2; --quick 0 = skip)")
+                                                            "(default 1; --quick 0 = skip)")
     parser.add_argument("--keys", type=int, help="extra keys for B100k (default 100000; --quick 2000)")
     parser.add_argument("--burst-limit", type=int, default=50)
     parser.add_argument("--burst-n", type=int, default=200)
@@ -1268,7 +1288,10 @@ def parse_args(argv):
     if options.db and not options.db.split(":", 1)[0].lower().startswith("postgres"):
         parser.error("--db takes a postgresql:// URL (SQLite is the default)")
     quick = options.quick
-    defaults = {"rounds": (3, 1), "duration": (5.0, 1.0), "warmup": (1.0, 0.3), "low_duration": (2.0, 0.0),
+    # Many short interleaved rounds, compared round by round: on a shared VM the
+    # host's noise drifts over seconds, so A and B measured seconds apart agree
+    # far better than medians of long runs minutes apart.
+    defaults = {"rounds": (12, 1), "duration": (2.0, 1.0), "warmup": (0.5, 0.3), "low_duration": (1.0, 0.0),
                 "keys": (100_000, 2_000), "quiet_wait": (30.0, 0.0)}
     for name, (full, short) in defaults.items():
         if getattr(options, name) is None:

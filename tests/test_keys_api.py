@@ -15,6 +15,31 @@ def key_count(host):
     return len(host.get("/api/keys").json()["keys"])
 
 
+def test_changes_apply_to_the_very_next_request_of_a_key_already_in_use(host):
+    """Repeat Bearer requests skip the hash (a verified-header cache); any key
+    change must still apply to the next request, on a core route and on ours."""
+    key = host.create_key("busy", rate_limit=1000)
+    bearer = {"Authorization": f"Bearer {key['api_key']}"}
+    for _ in range(5):
+        assert host.get("/api/features", headers=bearer).status_code == 200
+    limited = host.patch(f"/api/keys/{key['key_id']}", json={"rate_limit": 7})
+    assert limited.status_code == 200
+    response = host.get("/api/features", headers=bearer)
+    assert response.status_code == 200 and response.headers["X-RateLimit-Limit"] == "7"
+    assert host.patch(f"/api/keys/{key['key_id']}", json={"is_active": False}).status_code == 200
+    for path in ("/api/features", "/api/usage"):
+        refused = host.get(path, headers=bearer)
+        assert refused.status_code == 401 and refused.json()["error_code"] == "KEY_DISABLED", path
+    assert host.patch(f"/api/keys/{key['key_id']}", json={"is_active": True}).status_code == 200
+    assert host.get("/api/features", headers=bearer).status_code == 200
+    other = host.create_key("other", rate_limit=1000)  # a change to another key must not disturb this one
+    assert host.get("/api/features", headers=bearer).status_code == 200
+    assert host.delete(f"/api/keys/{key['key_id']}").status_code == 200
+    gone = host.get("/api/features", headers=bearer)
+    assert gone.status_code == 401 and gone.json()["error_code"] == "INVALID_KEY"
+    assert host.get("/api/features", headers={"Authorization": f"Bearer {other['api_key']}"}).status_code == 200
+
+
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_key_lifecycle_under_both_spellings(host, prefix):
     created = host.post(f"{prefix}/keys", json={"name": "My API Key", "rate_limit": 100,

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Instructions per request: the package's cost counted, not timed.
+
+    python3 bench/instructions.py            # A0, A and B, about 2 minutes
+    python3 bench/instructions.py --seconds 20
+
+Wall-clock ratios on a shared 2-core VM move by several percent between
+runs; instruction counts do not (repeat runs agree within about 0.5 %). This
+runs the ComfyUI stand-in under valgrind's callgrind, drives it with the same
+load generator as bench.py (32 keep-alive connections, so the event loop is
+always busy, as in the throughput runs), counts the instructions of the
+event-loop thread during a measured window and divides by the requests
+served in it:
+
+  A0  plain ComfyUI, requests without a key
+  A   plain ComfyUI, the very requests B gets (it ignores the key header)
+  B   the package in require mode, a valid key in Authorization: Bearer
+
+Instructions are not time (a cache miss costs more than an add), so the
+wall-clock ratio from bench.py stays the figure of record; this one is for
+telling whether a change to the request path helped. Needs valgrind
+(Debian: apt-get install valgrind); the package's periodic jobs run about 100
+times more often per request under valgrind than at full speed, which adds
+about 800 instructions a request to B that a real server does not spend.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bench  # noqa: E402  (the Server class, key creation, the load generator)
+
+
+def run_one(label, workdir, with_package, header_key, seconds):
+    """Start one server under callgrind, load it, return (instructions, requests)."""
+    out = os.path.join(workdir, f"{label}.callgrind")
+    wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
+               f"--callgrind-out-file={out}"]
+    server = bench.Server(label, os.path.join(workdir, label), package=with_package, wrapper=wrapper)
+    key = None
+    if with_package:
+        key = bench.create_keys(server.url, [("bench", 1_000_000_000)])["bench"]
+    server.start("/api/features", timeout=300)
+    try:
+        header = f"Authorization: Bearer {header_key or key}" if (header_key or key) else None
+        env = dict(os.environ)
+        env.pop("BENCH_HEADER", None)
+        if header:
+            env["BENCH_HEADER"] = header
+
+        def load(duration):
+            done = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), "_loadgen", "--port",
+                                   str(server.port), "--path", "/api/features", "--warmup", "0",
+                                   "--duration", str(duration)], capture_output=True, text=True, env=env,
+                                  timeout=duration + 120, check=True)
+            return json.loads(done.stdout)
+
+        load(3)  # warm up: imports, caches, specialised bytecode
+        subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True, capture_output=True)
+        result = load(seconds)
+        subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], check=True, capture_output=True)
+        subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True)
+        if result["error_count"] or set(result["statuses"]) != {"200"}:
+            raise RuntimeError(f"{label}: statuses {result['statuses']}, errors {result['errors']}")
+        time.sleep(1)
+    finally:
+        server.stop()
+    # The dump of the event-loop thread (thread 1) of the first dump (part 1).
+    with open(f"{out}.1-01", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("totals:"):
+                return int(line.split()[1]), result["requests"], key
+    raise RuntimeError(f"{label}: no totals in {out}.1-01")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15, help="measured window per server (default 15)")
+    parser.add_argument("--keep", action="store_true", help="keep the callgrind files")
+    options = parser.parse_args(argv)
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        print("valgrind is not installed (Debian: apt-get install valgrind)")
+        return 2
+    workdir = tempfile.mkdtemp(prefix="comfyui-api-auth-instr-")
+    try:
+        counts = {}
+        b_total, b_requests, key = run_one("B", workdir, True, None, options.seconds)
+        counts["B"] = (b_total, b_requests)
+        counts["A"] = run_one("A", workdir, False, key, options.seconds)[:2]
+        counts["A0"] = run_one("A0", workdir, False, None, options.seconds)[:2]
+    finally:
+        if options.keep:
+            print(f"callgrind files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    per_request = {label: total / requests for label, (total, requests) in counts.items()}
+    print(f"event-loop thread, instructions per request (callgrind, {options.seconds:g} s under load each):")
+    titles = {"A0": "plain ComfyUI, no key sent", "A": "plain ComfyUI, same requests as B",
+              "B": "require mode, valid Bearer key"}
+    for label in ("A0", "A", "B"):
+        total, requests = counts[label]
+        print(f"  {label:3} {titles[label]:34} {per_request[label]:9,.0f}   ({requests:,} requests)")
+    b = per_request["B"]
+    print(f"B adds {b - per_request['A']:,.0f} instructions a request to A ({per_request['A'] / b:.3f} as a ratio), "
+          f"{b - per_request['A0']:,.0f} to A0 ({per_request['A0'] / b:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
