@@ -148,11 +148,16 @@ class SharedQuota:
             return self.NEED_MORE
         used = state[2]
         if used < state[1]:
+            # What the hour still allows, counting the other processes' claims
+            # as spent. Only a limit lowered below what was claimed makes this
+            # refuse a request this process holds quota for.
+            left = limit - (state[3] - state[1]) - used
+            if left <= 0:
+                return REFUSED
             state[2] = used = used + 1
             if used == state[5] and state[3] < limit:
                 self.running_low.append(key_pk)
-            unclaimed = limit - state[3]
-            return (unclaimed if unclaimed > 0 else 0) + state[1] - used
+            return left - 1
         if state[3] >= limit:
             return REFUSED
         return self.NEED_MORE

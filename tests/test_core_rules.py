@@ -177,6 +177,18 @@ def test_limiter_pending_counts_drain_and_seed():
     assert fresh.hit(1, 5, 7300)[0] is False
 
 
+def test_a_lowered_limit_applies_at_once_to_quota_already_claimed():
+    quota = ratelimit.SharedQuota()
+    window = 3600 * 500_000
+    quota.grant(1, window, 40, 100)       # this process holds 40; others claimed 60 of the limit 100
+    assert [quota.take(1, 100, window) for _ in range(5)] == [39, 38, 37, 36, 35]
+    # The limit drops to 64: 60 claimed elsewhere + 5 used here already exceed it.
+    assert quota.take(1, 64, window) == ratelimit.REFUSED
+    assert quota.take(1, 66, window) == 0  # 60 + 5 < 66: one more, and that is the last
+    assert quota.take(1, 66, window) == ratelimit.REFUSED
+    assert quota.take(1, 100, window) == 33  # raised again: the claimed quota is usable again
+
+
 def test_hour_clock_rolls_at_the_hour_and_the_limiter_counts_per_window():
     clock = ratelimit.HourClock()
     hour = 3600 * 500_000
@@ -274,4 +286,5 @@ def test_shared_quota_spends_grants_asks_for_more_and_gives_back_the_rest():
     assert quota.running_low == [1]                              # 2 of 8 left, and 92 more to claim
     quota.grant(2, window, 10, 10)
     quota.take(2, 50, window)
-    assert quota.unspent(now) == {(2, window): 9}
+    assert quota.take(2, 50, window) == 48                      # 2 used, 10 claimed by this process only
+    assert quota.unspent(now) == {(2, window): 8}

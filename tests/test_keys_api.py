@@ -26,6 +26,15 @@ def test_changes_apply_to_the_very_next_request_of_a_key_already_in_use(host):
     assert limited.status_code == 200
     response = host.get("/api/features", headers=bearer)
     assert response.status_code == 200 and response.headers["X-RateLimit-Limit"] == "7"
+    assert response.headers["X-RateLimit-Remaining"] == "1"  # 6 used this hour
+    assert host.get("/api/features", headers=bearer).status_code == 200
+    spent = host.get("/api/features", headers=bearer)
+    assert spent.status_code == 429 and spent.headers["X-RateLimit-Limit"] == "7"
+    # Lowered below what the hour has used: refused at once, although the
+    # process still holds quota it claimed under the old limit.
+    assert host.patch(f"/api/keys/{key['key_id']}", json={"rate_limit": 3}).status_code == 200
+    assert host.get("/api/features", headers=bearer).status_code == 429
+    assert host.patch(f"/api/keys/{key['key_id']}", json={"rate_limit": 1000}).status_code == 200
     assert host.patch(f"/api/keys/{key['key_id']}", json={"is_active": False}).status_code == 200
     for path in ("/api/features", "/api/usage"):
         refused = host.get(path, headers=bearer)
