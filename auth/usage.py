@@ -8,6 +8,8 @@ only ever moves forward.
 import datetime
 
 HOUR = 3600
+MAX_ROUTES = 1024  # distinct (route, method) cells; past it, invented paths or methods share one
+OVERFLOW_ROUTE = ("(other)", "(other)")
 
 
 class RouteCells(dict):
@@ -39,6 +41,8 @@ class UsageAggregator:
         """The cells of one (route, method), to pass to ``record``; the same dict for the process's life."""
         cells = self._routes.get(route_method)
         if cells is None:
+            if len(self._routes) >= MAX_ROUTES and route_method != OVERFLOW_ROUTE:
+                return self.cells_for(OVERFLOW_ROUTE)  # a flood of invented methods: counted together
             cells = self._routes[route_method] = RouteCells(route_method)
         return cells
 

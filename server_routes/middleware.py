@@ -107,11 +107,13 @@ class RouteFacts:
     """What the middleware needs to know about a matched route, worked out once.
     (A slotted class: its attributes read faster than a named tuple's.)"""
 
-    __slots__ = ("route_class", "usage_cells", "wants_context", "queues_prompt", "admin_only", "key_fast_path")
+    __slots__ = ("route_class", "usage_key", "usage_cells", "wants_context", "queues_prompt", "admin_only",
+                 "key_fast_path")
 
-    def __init__(self, route_class: str, usage_cells, wants_context: bool, queues_prompt: bool, method: str):
+    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, queues_prompt: bool, method: str):
         self.route_class = route_class
-        self.usage_cells = usage_cells      # where this route's requests are counted (UsageAggregator.cells_for)
+        self.usage_key = usage_key          # (route template without the /api twin prefix, method)
+        self.usage_cells = None             # where its requests are counted, set for cached facts (see counted_in)
         self.wants_context = wants_context  # one of this package's routes, which read current_principal
         self.queues_prompt = queues_prompt
         self.admin_only = route_class == access.ADMIN  # a key needs the admin scope
@@ -141,11 +143,14 @@ def create_middleware(runtime, gate: PromptGate):
         route_class = runtime.policy.classify(template, method)
         facts = RouteFacts(
             route_class=route_class,
-            usage_cells=runtime.usage.cells_for(("(static)" if path == "" else (path or "(unmatched)"), method)),
+            usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
             wants_context=any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
             queues_prompt=template in PROMPT_TEMPLATES and method == "POST",
             method=method)
         if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < 4096:
+            # Cells only for cached facts: unmatched requests, anyone's, must not
+            # make one per invented path or method.
+            facts.usage_cells = runtime.usage.cells_for(facts.usage_key)
             if any_method:
                 facts_by_route_and_method[(route, method)] = facts
             else:
@@ -244,6 +249,10 @@ def create_middleware(runtime, gate: PromptGate):
         finally:
             waiters[key.pk] -= 1
 
+    def counted_in(facts):
+        """The usage cells a key's request on this route goes to."""
+        return facts.usage_cells if facts.usage_cells is not None else runtime.usage.cells_for(facts.usage_key)
+
     def too_many(key, reset_at, now):
         reset_in = max(1, reset_at - int(now))
         headers = {"X-RateLimit-Limit": str(key.rate_limit), "X-RateLimit-Remaining": "0",
@@ -320,7 +329,7 @@ def create_middleware(runtime, gate: PromptGate):
                 if quota.running_low:
                     runtime.prefetch_running_low(now)
             if remaining == REFUSED:
-                runtime.usage.record(facts.usage_cells, key.pk, False, 0.0, now, window)
+                runtime.usage.record(counted_in(facts), key.pk, False, 0.0, now, window)
                 return too_many(key, window + WINDOW_SECONDS, now)
             status = 500
             try:
@@ -346,7 +355,10 @@ def create_middleware(runtime, gate: PromptGate):
                 exc.headers[RESET_HEADER] = reset_text
                 raise
             finally:
-                runtime.usage.record(facts.usage_cells, key.pk, status < 400, time.time() - now, now, window)
+                cells = facts.usage_cells
+                if cells is None:
+                    cells = counted_in(facts)
+                runtime.usage.record(cells, key.pk, status < 400, time.time() - now, now, window)
         except StorageUnavailable as failure:
             return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
         finally:

@@ -189,6 +189,17 @@ def test_a_lowered_limit_applies_at_once_to_quota_already_claimed():
     assert quota.take(1, 100, window) == 33  # raised again: the claimed quota is usable again
 
 
+def test_usage_cells_are_bounded_against_invented_methods_and_still_count_everything():
+    aggregator = usage.UsageAggregator()
+    hour = 3600 * 500_000
+    for i in range(usage.MAX_ROUTES + 500):
+        aggregator.record(aggregator.cells_for(("(unmatched)", f"M{i}")), 1, True, 0.0, hour + 1, hour)
+    assert len(aggregator._routes) == usage.MAX_ROUTES + 1          # the overflow cell is the one extra
+    cells, _ = aggregator.drain()
+    assert sum(ok for ok, _, _ in cells.values()) == usage.MAX_ROUTES + 500
+    assert cells[(1, hour, *usage.OVERFLOW_ROUTE)][0] == 500
+
+
 def test_hour_clock_rolls_at_the_hour_and_the_limiter_counts_per_window():
     clock = ratelimit.HourClock()
     hour = 3600 * 500_000
