@@ -19,9 +19,10 @@ served in it:
 Instructions are not time (a cache miss costs more than an add), so the
 wall-clock ratio from bench.py stays the figure of record; this one is for
 telling whether a change to the request path helped. Needs valgrind
-(Debian: apt-get install valgrind); the package's periodic jobs run about 100
-times more often per request under valgrind than at full speed, which adds
-about 800 instructions a request to B that a real server does not spend.
+(Debian: apt-get install valgrind). Under valgrind the package's periodic jobs
+(refresh, flush, job polling) fall on about 100 times fewer requests than at
+full speed, so each server is also counted idle for as long and that is
+subtracted.
 """
 
 import argparse
@@ -63,22 +64,34 @@ def run_one(label, workdir, with_package, header_key, seconds):
                                   timeout=duration + 120, check=True)
             return json.loads(done.stdout)
 
+        def counted(action):
+            subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True, capture_output=True)
+            value = action()
+            subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True)
+            return value
+
         load(3)  # warm up: imports, caches, specialised bytecode
-        subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True, capture_output=True)
-        result = load(seconds)
-        subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], check=True, capture_output=True)
-        subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True)
+        result = counted(lambda: load(seconds))
+        # The same time idle: the periodic jobs' work, which valgrind's slowdown
+        # spreads over far fewer requests than a real server serves; subtracted.
+        counted(lambda: time.sleep(seconds))
         if result["error_count"] or set(result["statuses"]) != {"200"}:
             raise RuntimeError(f"{label}: statuses {result['statuses']}, errors {result['errors']}")
         time.sleep(1)
     finally:
         server.stop()
-    # The dump of the event-loop thread (thread 1) of the first dump (part 1).
-    with open(f"{out}.1-01", encoding="utf-8") as handle:
+    # Event-loop thread (thread 1) of the first dump (loaded) and the second (idle).
+    loaded, idle = (loop_thread_total(f"{out}.{part}-01") for part in (1, 2))
+    return loaded - idle, result["requests"], key
+
+
+def loop_thread_total(path):
+    with open(path, encoding="utf-8") as handle:
         for line in handle:
             if line.startswith("totals:"):
-                return int(line.split()[1]), result["requests"], key
-    raise RuntimeError(f"{label}: no totals in {out}.1-01")
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
 
 
 def main(argv=None) -> int:
@@ -102,7 +115,8 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     per_request = {label: total / requests for label, (total, requests) in counts.items()}
-    print(f"event-loop thread, instructions per request (callgrind, {options.seconds:g} s under load each):")
+    print(f"event-loop thread, instructions per request (callgrind, {options.seconds:g} s under load each, "
+          "minus as long idle):")
     titles = {"A0": "plain ComfyUI, no key sent", "A": "plain ComfyUI, same requests as B",
               "B": "require mode, valid Bearer key"}
     for label in ("A0", "A", "B"):

@@ -2,9 +2,10 @@
 they may. It runs outermost, after aiohttp has matched the route, and
 decides on the matched route template (see ``auth.policy``).
 
-Hot path budget: a few microseconds. One SHA-256 and one dict lookup for a
-key, a counter, three header values. No regular expressions, no logging per
-request, no database.
+Hot path budget: a few microseconds. For a key: one dict lookup of the
+header (a SHA-256 the first time a value is seen), a counter, three header
+values. No regular expressions, no logging per request, no database.
+``bench/instructions.py`` counts what a change costs.
 """
 
 import contextvars
@@ -260,6 +261,29 @@ def create_middleware(runtime, gate: PromptGate):
         return error(429, "RATE_LIMIT_EXCEEDED", f"rate limit of {key.rate_limit} requests per hour exceeded",
                      headers=headers, limit=key.rate_limit, reset_in=reset_in)
 
+    def bearer_principal(headers, authorization, facts):
+        """The principal of a lone, valid, active ``Authorization: Bearer <key>``
+        allowed on this route; else None. A header value seen before costs one
+        dict lookup (``runtime.verified_bearers``), a new one a SHA-256."""
+        verified = runtime.verified_bearers
+        principal = verified.get(authorization)
+        if principal is None:
+            if not authorization.startswith("Bearer "):
+                return None
+            try:
+                principal = runtime.key_principals.get(_sha256(authorization[7:].encode()).digest())
+            except UnicodeEncodeError:
+                return None
+            if principal is None or not principal.key.is_active:
+                return None
+            if len(verified) >= VERIFIED_BEARERS_MAX:
+                verified.clear()
+            verified[authorization] = principal
+        if (not principal.key.is_active or (facts.admin_only and not principal.is_admin)
+                or X_API_KEY in headers or len(headers.getall(AUTHORIZATION)) != 1):
+            return None
+        return principal
+
     @web.middleware
     async def api_auth_middleware(request, handler):
         if runtime.refusing is not None:
@@ -269,28 +293,13 @@ def create_middleware(runtime, gate: PromptGate):
         facts = facts_by_route.get(route) or route_facts(route, request.method)
         now = time.time()
         # The common case, a script sending its key as "Authorization: Bearer",
-        # is checked inline: one SHA-256 and one dict lookup. Anything else
-        # (sessions, X-API-Key, a bad or disabled key, a key without the admin
-        # scope on an admin route, a preflight) goes through identify() and the
-        # policy, which give the exact answer.
-        principal = None
+        # is checked inline (see bearer_principal). Anything else (sessions,
+        # X-API-Key, a bad or disabled key, a key without the admin scope on an
+        # admin route, a preflight) goes through identify() and the policy,
+        # which give the exact answer.
         authorization = headers.get(AUTHORIZATION)
-        if authorization is not None and facts.key_fast_path:
-            verified = runtime.verified_bearers
-            principal = verified.get(authorization)
-            if principal is None and authorization.startswith("Bearer "):
-                try:
-                    principal = runtime.key_principals.get(_sha256(authorization[7:].encode()).digest())
-                except UnicodeEncodeError:
-                    pass
-                if principal is not None and principal.key.is_active:
-                    if len(verified) >= VERIFIED_BEARERS_MAX:
-                        verified.clear()
-                    verified[authorization] = principal
-            if principal is not None and (
-                    not principal.key.is_active or (facts.admin_only and not principal.is_admin)
-                    or X_API_KEY in headers or len(headers.getall(AUTHORIZATION)) != 1):
-                principal = None
+        principal = (bearer_principal(headers, authorization, facts)
+                     if authorization is not None and facts.key_fast_path else None)
         if principal is not None:
             key = principal.key
         else:
