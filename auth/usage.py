@@ -7,7 +7,6 @@ only ever moves forward.
 
 import datetime
 
-HOUR = 3600
 MAX_ROUTES = 1024  # distinct (route, method) cells; past it, invented paths or methods share one
 OVERFLOW_ROUTE = ("(other)", "(other)")
 

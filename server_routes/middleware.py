@@ -114,7 +114,7 @@ class RouteFacts:
     def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, queues_prompt: bool, method: str):
         self.route_class = route_class
         self.usage_key = usage_key          # (route template without the /api twin prefix, method)
-        self.usage_cells = None             # where its requests are counted, set for cached facts (see counted_in)
+        self.usage_cells = None             # where its requests are counted, set when the facts are cached
         self.wants_context = wants_context  # one of this package's routes, which read current_principal
         self.queues_prompt = queues_prompt
         self.admin_only = route_class == access.ADMIN  # a key needs the admin scope
@@ -250,10 +250,6 @@ def create_middleware(runtime, gate: PromptGate):
         finally:
             waiters[key.pk] -= 1
 
-    def counted_in(facts):
-        """The usage cells a key's request on this route goes to."""
-        return facts.usage_cells if facts.usage_cells is not None else runtime.usage.cells_for(facts.usage_key)
-
     def too_many(key, reset_at, now):
         reset_in = max(1, reset_at - int(now))
         headers = {"X-RateLimit-Limit": str(key.rate_limit), "X-RateLimit-Remaining": "0",
@@ -337,8 +333,11 @@ def create_middleware(runtime, gate: PromptGate):
                     remaining = await take_shared(key, window, now)
                 if quota.running_low:
                     runtime.prefetch_running_low(now)
+            cells = facts.usage_cells
+            if cells is None:  # an unmatched request: its facts, and so its cells, are not kept
+                cells = runtime.usage.cells_for(facts.usage_key)
             if remaining == REFUSED:
-                runtime.usage.record(counted_in(facts), key.pk, False, 0.0, now, window)
+                runtime.usage.record(cells, key.pk, False, 0.0, now, window)
                 return too_many(key, window + WINDOW_SECONDS, now)
             status = 500
             try:
@@ -364,9 +363,6 @@ def create_middleware(runtime, gate: PromptGate):
                 exc.headers[RESET_HEADER] = reset_text
                 raise
             finally:
-                cells = facts.usage_cells
-                if cells is None:
-                    cells = counted_in(facts)
                 runtime.usage.record(cells, key.pk, status < 400, time.time() - now, now, window)
         except StorageUnavailable as failure:
             return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
