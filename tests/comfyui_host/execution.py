@@ -26,9 +26,12 @@ What matches ComfyUI:
     reused per (node id, class_type).
   * Websocket events and history status exactly as ComfyUI emits them.
 
+  * "progress_state" messages when a node starts and finishes (see
+    comfy_execution/progress.py).
+
 Not supported: node expansion ("expand"), lazy inputs / check_lazy_status
-(lazy inputs are simply evaluated), V3 (comfy_api) nodes, progress_state
-messages. Async node functions are awaited in place.
+(lazy inputs are simply evaluated), V3 (comfy_api) nodes, "progress"
+messages (no node reports progress). Async node functions are awaited in place.
 """
 import asyncio
 import copy
@@ -47,6 +50,7 @@ from typing import List, Literal, NamedTuple, Optional, Union
 
 import comfy.model_management
 import nodes
+from comfy_execution.progress import get_progress_state, reset_progress_state
 from comfy_execution.utils import CurrentNodeContext
 
 SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
@@ -431,10 +435,12 @@ async def execute(server, dynprompt, caches, unique_id, extra_data, executed, pr
             server.send_sync("executed", {"node": unique_id, "display_node": unique_id,
                                           "output": cached_ui.get("output", None), "prompt_id": prompt_id},
                              server.client_id)
+        get_progress_state().finish_progress(unique_id)
         return (ExecutionResult.SUCCESS, None, None)
 
     input_data_all = None
     try:
+        get_progress_state().start_progress(unique_id)
         input_data_all, _missing = get_input_data(inputs, class_def, unique_id, caches.outputs, dynprompt, extra_data)
         if server.client_id is not None:
             server.last_node_id = unique_id
@@ -480,6 +486,7 @@ async def execute(server, dynprompt, caches, unique_id, extra_data, executed, pr
         }
         return (ExecutionResult.FAILURE, error_details, ex)
 
+    get_progress_state().finish_progress(unique_id)
     executed.add(unique_id)
     return (ExecutionResult.SUCCESS, None, None)
 
@@ -607,6 +614,7 @@ class PromptExecutor:
         self.add_message("execution_start", {"prompt_id": prompt_id}, broadcast=False)
 
         dynprompt = DynamicPrompt(prompt)
+        reset_progress_state(prompt_id, dynprompt, self.server)
         is_changed_cache = IsChangedCache(prompt_id, dynprompt)
         for cache in self.caches.all:
             await cache.set_prompt(dynprompt, prompt.keys(), is_changed_cache)
@@ -783,7 +791,7 @@ async def validate_inputs(prompt_id, prompt, item, validated):
     return ret
 
 
-async def validate_prompt(prompt_id, prompt, partial_execution_list: Union[list, None]):
+async def validate_prompt(prompt_id, prompt, partial_execution_list: Optional[list[str]]):
     """-> (valid, error, outputs_to_execute, node_errors)"""
     outputs = set()
     for x in prompt:

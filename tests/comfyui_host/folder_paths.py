@@ -6,7 +6,12 @@ directory getters and setters, get_directory_by_type, annotated file paths,
 get_folder_paths / add_model_folder_path / get_filename_list / get_full_path,
 get_save_image_path, filter_files_content_types, get_input_subfolders.
 
-As in 0.3.64 there is no get_system_user_directory().
+As in 0.3.64 there is no get_system_user_directory(). With the stand-in's
+--emulate-system-users flag the module has what newer ComfyUI added (PR
+#10966): SYSTEM_USER_PREFIX ("__"), get_system_user_directory(name) ->
+<user dir>/__<name> (name: letters, digits and "_", not starting with "_";
+the folder is not created) and get_public_user_directory(user_id) (None for
+a system user).
 
 base_path is --base-directory if given, else the folder holding this file
 (ComfyUI uses the folder holding its own folder_paths.py). Importing the
@@ -367,3 +372,23 @@ def get_input_subfolders() -> list[str]:
         if rel != ".":
             folders.append(rel.replace(os.sep, '/'))
     return sorted(folders)
+
+
+if args.emulate_system_users:
+    SYSTEM_USER_PREFIX = "__"
+
+    def get_system_user_directory(name: str = "system") -> str:
+        """<user dir>/__<name>: internal data no HTTP route serves (newer ComfyUI)."""
+        if not name or not isinstance(name, str):
+            raise ValueError("System user name cannot be empty")
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"Invalid system user name: '{name}'")
+        if name.startswith("_"):
+            raise ValueError("System user name should not start with underscore")
+        return os.path.join(get_user_directory(), f"{SYSTEM_USER_PREFIX}{name}")
+
+    def get_public_user_directory(user_id: str) -> str | None:
+        """The folder of a user an HTTP request may name; None for a system user (newer ComfyUI)."""
+        if not user_id or not isinstance(user_id, str) or user_id.startswith(SYSTEM_USER_PREFIX):
+            return None
+        return os.path.join(get_user_directory(), user_id)

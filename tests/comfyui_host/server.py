@@ -9,20 +9,23 @@ Same as ComfyUI:
     custom node appends to app.middlewares runs after those;
   * client_max_size = round(--max-upload-size MB * 1024 * 1024);
   * core routes are registered on self.routes inside __init__;
-  * add_routes(): user manager routes, custom-node-manager routes, the
+  * add_routes(): user manager routes, model manager routes (/experiment/models),
+    custom-node-manager routes, the
     /internal sub-app, then an "/api" twin of every RouteDef in self.routes
     (static routes excluded), the api twins, the plain routes, one
-    /extensions/<name> static folder per nodes.EXTENSION_WEB_DIRS entry and
-    finally web.static('/', web_root);
+    /extensions/<name> static folder per nodes.EXTENSION_WEB_DIRS entry,
+    /templates and /docs, and finally web.static('/', web_root);
   * websocket protocol (status on connect with sid, feature_flags reply,
     send / send_sync / send_json / send_bytes, publish_loop);
   * on_prompt handlers: exceptions are logged and swallowed, the handler's
     return value replaces the request JSON.
 
 Differences: /view serves files as-is (no PIL preview/channel conversion),
-/upload/mask, /view_metadata and /experiment/models are absent,
-/system_stats reports a fake "cpu" device, the default web root is this
-folder's web/ (a tiny front end) instead of the comfyui-frontend-package.
+/upload/mask stores the uploaded mask as it is (ComfyUI merges its alpha into
+the referenced image), /system_stats reports a fake "cpu" device, the default
+web root is this folder's web/ (a tiny front end) instead of the
+comfyui-frontend-package, and /templates and /docs serve small placeholder
+folders here.
 """
 import asyncio
 import glob
@@ -49,6 +52,7 @@ import folder_paths
 import nodes
 from api_server.routes.internal.internal_routes import InternalRoutes
 from app.custom_node_manager import CustomNodeManager
+from app.model_manager import ModelFileManager
 from app.user_manager import UserManager
 from comfy.cli_args import args
 from comfyui_version import __version__
@@ -57,6 +61,20 @@ from protocol import BinaryEventTypes
 
 REQUIRED_FRONTEND_VERSION = "1.27.10"  # what ComfyUI 0.3.64 pins
 DEFAULT_WEB_ROOT = os.path.join(os.path.dirname(os.path.realpath(__file__)), "web")
+TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "templates")
+DOCS_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "docs")
+
+
+def safetensors_header(path, max_size=1024 * 1024):
+    """The JSON header of a .safetensors file (8-byte little-endian length, then JSON), or None."""
+    try:
+        with open(path, "rb") as f:
+            length = struct.unpack("<Q", f.read(8))[0]
+            if length > max_size:
+                return None
+            return json.loads(f.read(length))
+    except (OSError, struct.error, ValueError):
+        return None
 
 
 def get_server_features():
@@ -176,6 +194,7 @@ class PromptServer():
         mimetypes.add_type('image/webp', '.webp')
 
         self.user_manager = UserManager()
+        self.model_file_manager = ModelFileManager()
         self.custom_node_manager = CustomNodeManager()
         self.internal_routes = InternalRoutes(self)
         self.supports = ["custom_nodes_from_web"]
@@ -201,8 +220,7 @@ class PromptServer():
         logging.info(f"[Prompt Server] web root: {self.web_root}")
         routes = web.RouteTableDef()
         self.routes = routes
-        self.last_node_id = None
-        self.last_prompt_id = None
+        self.last_node_id = None  # last_prompt_id appears when the worker takes a prompt, as in ComfyUI
         self.client_id = None
 
         self.on_prompt_handlers = []
@@ -350,6 +368,32 @@ class PromptServer():
             post = await request.post()
             return image_upload(post)
 
+        @routes.post("/upload/mask")
+        async def upload_mask(request):
+            post = await request.post()
+
+            def save_mask(image, post, filepath):
+                """ComfyUI copies the mask's alpha into the referenced image with PIL; the
+                stand-in (no PIL) stores the uploaded mask as it is, under the same checks."""
+                original_ref = json.loads(post.get("original_ref"))
+                filename, output_dir = folder_paths.annotated_filepath(original_ref['filename'])
+                if not filename or filename[0] == '/' or '..' in filename:
+                    return
+                if output_dir is None:
+                    output_dir = folder_paths.get_directory_by_type(original_ref.get("type", "output"))
+                if output_dir is None:
+                    return
+                if original_ref.get("subfolder", "") != "":
+                    full_output_dir = os.path.join(output_dir, original_ref["subfolder"])
+                    if os.path.commonpath((os.path.abspath(full_output_dir), output_dir)) != output_dir:
+                        return
+                    output_dir = full_output_dir
+                if os.path.isfile(os.path.join(output_dir, filename)):
+                    with open(filepath, "wb") as f:
+                        f.write(image.file.read())
+
+            return image_upload(post, save_mask)
+
         @routes.get("/view")
         async def view_image(request):
             if "filename" in request.rel_url.query:
@@ -387,6 +431,18 @@ class PromptServer():
                                                            "Content-Type": content_type})
 
             return web.Response(status=404)
+
+        @routes.get("/view_metadata/{folder_name}")
+        async def view_metadata(request):
+            folder_name = request.match_info.get("folder_name", None)
+            filename = request.rel_url.query.get("filename", "")
+            if folder_name is None or not filename.endswith(".safetensors"):
+                return web.Response(status=404)
+            safetensors_path = folder_paths.get_full_path(folder_name, filename)
+            header = safetensors_header(safetensors_path) if safetensors_path else None
+            if header is None or "__metadata__" not in header:
+                return web.Response(status=404)
+            return web.json_response(header["__metadata__"])
 
         @routes.get("/system_stats")
         async def system_stats(request):
@@ -580,6 +636,7 @@ class PromptServer():
 
     def add_routes(self):
         self.user_manager.add_routes(self.routes)
+        self.model_file_manager.add_routes(self.routes)
         self.custom_node_manager.extra_dirs = [d for d in nodes.LOADED_MODULE_DIRS.values() if os.path.isdir(d)]
         self.custom_node_manager.add_routes(self.routes, self.app, nodes.LOADED_MODULE_DIRS.items())
         self.app.add_subapp('/internal', self.internal_routes.get_app())
@@ -594,6 +651,12 @@ class PromptServer():
 
         for name, dir in nodes.EXTENSION_WEB_DIRS.items():
             self.app.add_routes([web.static('/extensions/' + name, dir)])
+
+        # ComfyUI mounts these when the comfyui-workflow-templates and
+        # comfyui-embedded-docs packages are installed (its requirements.txt has both)
+        for prefix, folder in (("/templates", TEMPLATES_DIR), ("/docs", DOCS_DIR)):
+            if os.path.isdir(folder):
+                self.app.add_routes([web.static(prefix, folder)])
 
         self.app.add_routes([web.static('/', self.web_root)])
 

@@ -73,6 +73,10 @@ class UserManager():
         user = "default"
         if args.multi_user and "comfy-user" in request.headers:
             user = request.headers["comfy-user"]
+            # --emulate-system-users: newer ComfyUI refuses system users with the same message
+            prefix = getattr(folder_paths, "SYSTEM_USER_PREFIX", None)
+            if prefix and user.startswith(prefix):
+                raise KeyError("Unknown user: " + user)
         if user not in self.users:
             raise KeyError("Unknown user: " + user)
         return user
@@ -105,7 +109,11 @@ class UserManager():
         name = name.strip()
         if not name:
             raise ValueError("username not provided")
-        user_id = re.sub("[^a-zA-Z0-9-_]+", '-', name) + "_" + str(uuid.uuid4())
+        user_id = re.sub("[^a-zA-Z0-9-_]+", '-', name)
+        prefix = getattr(folder_paths, "SYSTEM_USER_PREFIX", None)  # --emulate-system-users
+        if prefix and (name.startswith(prefix) or user_id.startswith(prefix)):
+            raise ValueError("System User prefix not allowed")
+        user_id = user_id + "_" + str(uuid.uuid4())
         self.users[user_id] = name
         with open(self.get_users_file(), "w") as f:
             json.dump(self.users, f)
@@ -127,7 +135,12 @@ class UserManager():
             username = body["username"]
             if username in self.users.values():
                 return web.json_response({"error": "Duplicate username."}, status=400)
-            return web.json_response(self.add_user(username))
+            if not hasattr(folder_paths, "SYSTEM_USER_PREFIX"):  # 0.3.64: a ValueError is a 500
+                return web.json_response(self.add_user(username))
+            try:  # newer ComfyUI (--emulate-system-users)
+                return web.json_response(self.add_user(username))
+            except ValueError as e:
+                return web.json_response({"error": str(e)}, status=400)
 
         @routes.get("/userdata")
         async def listuserdata(request):

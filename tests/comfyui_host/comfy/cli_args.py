@@ -5,9 +5,11 @@ is accepted; defaults, `nargs`/`const` behaviour and validation match
 ComfyUI's comfy/cli_args.py. Any flag not listed here makes argparse exit
 with status 2, as ComfyUI does for flags it does not know.
 
-`--custom-node PATH` is the only stand-in-only flag: it names a custom-node
+Two flags are the stand-in's own: `--custom-node PATH` names a custom-node
 package folder (or single .py file) to load in addition to whatever sits in
-<base directory>/custom_nodes.
+<base directory>/custom_nodes; `--emulate-system-users` adds what newer
+ComfyUI has for "system users" (see folder_paths.py), so a package's code for
+newer ComfyUI runs under test too.
 """
 import argparse
 import os
@@ -54,6 +56,9 @@ parser.add_argument("--front-end-root", type=is_valid_directory, default=None,
 
 # --- accepted for compatibility ----------------------------------------------
 parser.add_argument("--cpu", action="store_true", help="Accepted and ignored (there is no torch here).")
+database_default_path = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "user", "comfyui.db"))
+parser.add_argument("--database-url", type=str, default=f"sqlite:///{database_default_path}",
+                    help="Accepted and ignored (ComfyUI's own database; the stand-in has none).")
 parser.add_argument("--disable-metadata", action="store_true", help="Disable saving prompt metadata in files.")
 parser.add_argument("--multi-user", action="store_true", help="Enables per-user storage.")
 parser.add_argument("--disable-all-custom-nodes", action="store_true",
@@ -76,6 +81,10 @@ cache_group.add_argument("--cache-none", action="store_true", help="Do not keep 
 # --- stand-in only ---------------------------------------------------------------
 parser.add_argument("--custom-node", dest="custom_node", action="append", default=[], metavar="PATH",
                     help="(stand-in only) Custom-node package folder or .py file to load. Repeatable.")
+parser.add_argument("--emulate-system-users", action="store_true",
+                    help="(stand-in only) Behave like ComfyUI after 0.3.64 (PR #10966): folder_paths has "
+                         "get_system_user_directory(), get_public_user_directory() and SYSTEM_USER_PREFIX, "
+                         "and the user manager refuses user ids that start with '__'.")
 
 if comfy.options.args_parsing:
     args = parser.parse_args()
