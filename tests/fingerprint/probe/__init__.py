@@ -108,12 +108,15 @@ def _routes(app):
         # The probe's own routes are left out: where they land depends on load order.
         if group is not None and not group.startswith("probe") and (not order or order[-1] != group):
             order.append(group)
-    others = {owner: len(pairs) for owner, pairs in owned.items() if owner not in ("core", "probe")}
+    # Custom nodes' own routes are theirs, not ComfyUI's: only whether ComfyUI twinned them all.
+    custom = {}
+    for owner, pairs in owned.items():
+        if owner not in ("core", "probe"):
+            untwinned = sorted(path for path, entry in _fold_twins(pairs).items() if entry["api_twin"] is not True)
+            custom[owner] = {"routes without an /api twin": untwinned}
     return {
         "core": _fold_twins(owned.get("core", set())),
-        "custom_node_routes": {owner: _fold_twins(pairs) for owner, pairs in owned.items()
-                               if owner not in ("core", "probe")},
-        "custom_node_route_counts": others,
+        "custom_nodes": custom,
         "static": static,
         "sub_apps": subapps,
         "resource_order": order,
@@ -121,9 +124,12 @@ def _routes(app):
 
 
 def _middleware_name(middleware, custom_dirs):
+    """ComfyUI's (and aiohttp's) by name; a custom node's by its folder only, as its names are its own."""
     owner = _owner(middleware, custom_dirs)
     name = getattr(middleware, "__name__", type(middleware).__name__)
-    return name if owner == "core" else f"{name} ({owner})"
+    if owner == "core":
+        return name
+    return f"{name} (aiohttp)" if owner == "aiohttp" else f"({owner})"
 
 
 def _signature(obj, name):
@@ -224,7 +230,9 @@ def surface(prompt_server):
         "comfyui_version": version,
         "routes": _routes(app),
         "middlewares": [_middleware_name(m, custom_dirs) for m in app.middlewares],
-        "app_signals": {name: [_middleware_name(h, custom_dirs) for h in getattr(app, name)]
+        # ComfyUI's and aiohttp's handlers; custom nodes' own come and go with their code
+        "app_signals": {name: [label for label in (_middleware_name(h, custom_dirs) for h in getattr(app, name))
+                               if not label.startswith("(")]
                         for name in ("on_startup", "on_shutdown", "on_cleanup")},
         "prompt_server": {
             "methods": {name: _signature(prompt_server, name) for name in PROMPT_SERVER_METHODS},
