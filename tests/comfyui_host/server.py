@@ -12,15 +12,15 @@ Same as ComfyUI:
   * add_routes(): user manager routes, custom-node-manager routes, the
     /internal sub-app, then an "/api" twin of every RouteDef in self.routes
     (static routes excluded), the api twins, the plain routes, one
-    /extensions/<name> static folder per nodes.EXTENSION_WEB_DIRS entry and
-    finally web.static('/', web_root);
+    /extensions/<name> static folder per nodes.EXTENSION_WEB_DIRS entry, the
+    workflow templates at /templates and finally web.static('/', web_root);
   * websocket protocol (status on connect with sid, feature_flags reply,
     send / send_sync / send_json / send_bytes, publish_loop);
   * on_prompt handlers: exceptions are logged and swallowed, the handler's
     return value replaces the request JSON.
 
 Differences: /view serves files as-is (no PIL preview/channel conversion),
-/upload/mask, /view_metadata and /experiment/models are absent,
+/upload/mask, /view_metadata, /experiment/models and /docs are absent,
 /system_stats reports a fake "cpu" device, the default web root is this
 folder's web/ (a tiny front end) instead of the comfyui-frontend-package.
 """
@@ -57,6 +57,8 @@ from protocol import BinaryEventTypes
 
 REQUIRED_FRONTEND_VERSION = "1.27.10"  # what ComfyUI 0.3.64 pins
 DEFAULT_WEB_ROOT = os.path.join(os.path.dirname(os.path.realpath(__file__)), "web")
+# ComfyUI serves the comfyui-workflow-templates package's folder here; the stand-in has a small one.
+TEMPLATES_ROOT = os.path.join(os.path.dirname(os.path.realpath(__file__)), "templates")
 
 
 def get_server_features():
@@ -594,6 +596,9 @@ class PromptServer():
 
         for name, dir in nodes.EXTENSION_WEB_DIRS.items():
             self.app.add_routes([web.static('/extensions/' + name, dir)])
+
+        if os.path.isdir(TEMPLATES_ROOT):
+            self.app.add_routes([web.static('/templates', TEMPLATES_ROOT)])
 
         self.app.add_routes([web.static('/', self.web_root)])
 
