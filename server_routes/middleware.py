@@ -355,7 +355,9 @@ def create_middleware(runtime, gate: PromptGate):
         """Whether a static route's file response names no file. aiohttp looks
         the file up only as it sends the response, too late to charge a miss or
         refuse it with 429; so look first, off the event loop, once per path
-        (a page reloads the same files)."""
+        (a page reloads the same files). A file deleted after it was seen is
+        answered 404 by aiohttp, uncharged: web roots do not change while
+        ComfyUI runs."""
         path = request.path
         if path in known_files:
             return False
