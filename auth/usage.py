@@ -9,6 +9,10 @@ import datetime
 
 MAX_ROUTES = 1024  # distinct (route, method) cells; past it, invented paths or methods share one
 OVERFLOW_ROUTE = ("(other)", "(other)")
+# A key's page loads, counted in cells of their own and never as requests:
+# the ComfyUI page (and the sign-in page) itself, and the files it loads.
+PAGE_LOADS = "(page loads)"
+PAGE_FILES = "(page files)"
 
 
 class RouteCells(dict):
@@ -125,11 +129,15 @@ def summarize(rows, days: int, now: float) -> dict:
     since = (int(now) // 86400 - days + 1) * 86400
     per_day: dict[str, int] = {}
     endpoints: dict[tuple, list] = {}
+    pages = {PAGE_LOADS: 0, PAGE_FILES: 0}
     ok_total = failed_total = 0
     duration_total = 0.0
 
     for hour, route, method, ok, failed, duration in rows:
         if hour < since:
+            continue
+        if route in pages:  # page loads are shown apart, never as requests
+            pages[route] += ok + failed
             continue
         day = datetime.datetime.fromtimestamp(hour, datetime.timezone.utc).date().isoformat()
         per_day[day] = per_day.get(day, 0) + ok + failed
@@ -155,4 +163,6 @@ def summarize(rows, days: int, now: float) -> dict:
             for (method, route), (ok, failed) in sorted(
                 endpoints.items(), key=lambda item: -(item[1][0] + item[1][1]))
         ],
+        "page_loads": pages[PAGE_LOADS],
+        "page_files": pages[PAGE_FILES],
     }

@@ -9,40 +9,51 @@ LOGIN_PAGE = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="dark light">
+<meta name="color-scheme" content="dark">
 <title>Sign in - ComfyUI</title>
 <style>
-  :root { --bg: #202020; --panel: #353535; --input: #222; --border: #4e4e4e; --fg: #ddd;
-          --muted: #999; --accent: #3b82f6; --error: #f87171; }
-  @media (prefers-color-scheme: light) {
-    :root { --bg: #f4f4f5; --panel: #fff; --input: #fff; --border: #d4d4d8; --fg: #222;
-            --muted: #666; --accent: #2563eb; --error: #b91c1c; }
-  }
+  /* ComfyUI's dark palette (ComfyUI is dark by default), whatever the system's
+     colour scheme; type and spacing as in the API Keys panel. */
+  :root { color-scheme: dark; --bg: #202020; --panel: #353535; --input: #222; --border: #4e4e4e;
+          --fg: #fff; --text: #ddd; --muted: #999; --accent: #3b82f6; --error: #ff4444;
+          --hover: rgba(127, 127, 127, .18); }
   * { box-sizing: border-box; }
   body { margin: 0; min-height: 100vh; display: grid; place-items: center; background: var(--bg);
-         color: var(--fg); font: 14px/1.5 Inter, "Segoe UI", Roboto, Arial, sans-serif; }
-  main { width: min(380px, calc(100vw - 32px)); background: var(--panel); border: 1px solid var(--border);
-         border-radius: 12px; padding: 28px; box-shadow: 0 10px 30px rgba(0,0,0,.35); }
-  h1 { font-size: 20px; margin: 0 0 4px; }
-  p.lead { margin: 0 0 20px; color: var(--muted); }
-  .tabs { display: flex; gap: 4px; margin-bottom: 16px; border-bottom: 1px solid var(--border); }
+         color: var(--text); font: 13px/1.45 Arial, sans-serif; }
+  main { width: min(360px, calc(100vw - 32px)); display: flex; flex-direction: column; gap: 10px;
+         background: var(--panel); border: 1px solid var(--border); border-radius: 8px; padding: 20px;
+         box-shadow: 0 0 20px rgba(0, 0, 0, .5); }
+  h1 { display: flex; align-items: center; gap: 8px; margin: 0; color: var(--fg); font-size: 15px; font-weight: 600; }
+  h1 svg { width: 28px; height: 28px; flex: none; }
+  p.lead { margin: 0; color: var(--muted); }
+  .tabs { display: flex; gap: 4px; border-bottom: 1px solid var(--border); }
   .tabs button { flex: 1; background: none; border: 0; border-bottom: 2px solid transparent; color: var(--muted);
-                 padding: 8px; font: inherit; cursor: pointer; }
-  .tabs button[aria-selected="true"] { color: var(--fg); border-bottom-color: var(--accent); }
-  label { display: block; margin: 0 0 6px; font-weight: 600; }
-  input { width: 100%; padding: 10px 12px; border-radius: 8px; border: 1px solid var(--border);
-          background: var(--input); color: var(--fg); font: inherit; }
-  input:focus, button:focus-visible { outline: 2px solid var(--accent); outline-offset: 1px; }
-  button.primary { width: 100%; margin-top: 16px; padding: 10px; border: 0; border-radius: 8px;
-                   background: var(--accent); color: #fff; font: inherit; font-weight: 600; cursor: pointer; }
-  button.primary:disabled { opacity: .6; cursor: wait; }
-  #message { min-height: 1.5em; margin: 12px 0 0; color: var(--error); }
-  .hint { color: var(--muted); font-size: 12px; margin-top: 16px; }
+                 padding: 6px 8px; font: inherit; cursor: pointer; }
+  .tabs button:hover { color: var(--text); }
+  .tabs button[aria-selected="true"] { color: var(--fg); border-bottom-color: var(--accent); font-weight: 600; }
+  form { margin: 2px 0 0; }
+  label { display: block; margin: 0 0 4px; color: var(--fg); font-weight: 600; }
+  input { width: 100%; min-height: 30px; padding: 5px 8px; border-radius: 6px; border: 1px solid var(--border);
+          background: var(--input); color: var(--text); font: inherit; }
+  input::placeholder { color: var(--muted); opacity: .8; }
+  input:focus-visible { outline: 2px solid var(--accent); outline-offset: 0; }
+  button:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+  button.primary { width: 100%; min-height: 30px; margin-top: 10px; padding: 4px 10px; border: 1px solid var(--accent);
+                   border-radius: 6px; background: var(--accent); color: #fff; font: inherit; font-weight: 600;
+                   cursor: pointer; }
+  button.primary:hover:not(:disabled) { filter: brightness(1.1); }
+  button.primary:disabled { opacity: .55; cursor: wait; }
+  #message { min-height: 1.45em; margin: 8px 0 0; color: var(--error); }
+  .hint { margin: 0; color: var(--muted); font-size: 12px; }
+  code { padding: 0 4px; border-radius: 4px; background: var(--hover); color: var(--text);
+         font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .92em; }
 </style>
 </head>
 <body>
 <main>
-  <h1>ComfyUI</h1>
+  <h1><svg viewBox="0 0 32 32" aria-hidden="true" focusable="false"><rect x="1" y="1" width="30" height="30" rx="7"
+    fill="#202020" stroke="#4e4e4e"/><path d="M22 10.6a8 8 0 1 0 0 10.8" fill="none" stroke="#f0ff41"
+    stroke-width="3.4" stroke-linecap="round"/><circle cx="22.4" cy="16" r="2.1" fill="#3b82f6"/></svg>ComfyUI</h1>
   <p class="lead">This server requires you to sign in.</p>
   <div class="tabs" role="tablist">
     <button type="button" role="tab" id="tab-password" aria-selected="true" aria-controls="form">Admin password</button>

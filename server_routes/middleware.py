@@ -8,7 +8,9 @@ values. No regular expressions, no logging per request, no database.
 ``bench/instructions.py`` counts what a change costs.
 """
 
+import asyncio
 import contextvars
+import os
 import time
 from urllib.parse import quote
 
@@ -19,6 +21,7 @@ from ..auth import keys as key_format
 from ..auth import policy as access
 from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
 from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, PASSWORD_ADMIN, for_key
+from ..auth.usage import PAGE_FILES, PAGE_LOADS
 from ..runtime import VERIFIED_BEARERS_MAX, StorageUnavailable
 from .prompt_gate import PROMPT_TEMPLATES, PromptGate
 from .responses import error
@@ -32,6 +35,11 @@ REMAINING_HEADER = istr("X-RateLimit-Remaining")
 RESET_HEADER = istr("X-RateLimit-Reset")
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Pages that are not static files: ComfyUI's index (get_root, also as /api/)
+# and the sign-in page. Newer ComfyUI serves workflow templates from a handler.
+PAGE_TEMPLATES = {"/": PAGE_LOADS, "/login": PAGE_LOADS, "/templates/{path}": PAGE_FILES}
+PAGE_METHODS = frozenset({"GET", "HEAD"})
+KNOWN_FILES_MAX = 4096
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 # The principal of the request being handled; read by the package's own routes.
@@ -109,16 +117,34 @@ class RouteFacts:
     (A slotted class: its attributes read faster than a named tuple's.)"""
 
     __slots__ = ("route_class", "usage_key", "usage_cells", "wants_context", "queues_prompt", "admin_only",
-                 "key_fast_path")
+                 "key_fast_path", "page_cells", "page_directory")
 
-    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, queues_prompt: bool, method: str):
+    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, queues_prompt: bool, method: str,
+                 page_cells=None, page_directory=None):
         self.route_class = route_class
         self.usage_key = usage_key          # (route template without the /api twin prefix, method)
         self.usage_cells = None             # where its requests are counted, set when the facts are cached
         self.wants_context = wants_context  # one of this package's routes, which read current_principal
         self.queues_prompt = queues_prompt
         self.admin_only = route_class == access.ADMIN  # a key needs the admin scope
-        self.key_fast_path = method != "OPTIONS"       # a Bearer key may be checked inline (not a preflight)
+        # A page file (see page_kind): where a key's page loads are counted
+        # apart from its requests; None for every other route.
+        self.page_cells = page_cells
+        self.page_directory = page_directory  # a static route's folder, to tell a miss before it is sent
+        # A Bearer key may be checked inline (not a preflight, not a page
+        # file: those take the general path, which serves them uncharged).
+        self.key_fast_path = method != "OPTIONS" and page_cells is None
+
+
+def page_kind(resource, path, method):
+    """PAGE_LOADS or PAGE_FILES for a route that serves the page itself or its
+    files (a static folder: ComfyUI's web root, EXTENSION_WEB_DIRS, /templates,
+    /docs), None for an API route. Worked out once per route."""
+    if method not in PAGE_METHODS:
+        return None
+    if isinstance(resource, web.StaticResource):
+        return PAGE_FILES
+    return PAGE_TEMPLATES.get(path)
 
 
 def create_middleware(runtime, gate: PromptGate):
@@ -127,6 +153,7 @@ def create_middleware(runtime, gate: PromptGate):
     hour_clock = HourClock()  # the current hour and its X-RateLimit-Reset text
 
     facts_by_route_and_method: dict = {}  # for routes that take any method ("*")
+    known_files: set = set()  # request paths of page files seen to exist (see is_missing)
 
     def route_facts(route, method):
         """Work out a route's facts on a cache miss. Routes are fixed once the
@@ -142,12 +169,16 @@ def create_middleware(runtime, gate: PromptGate):
         template = resource.canonical if resource is not None else None
         path = access.canonical_path(template)
         route_class = runtime.policy.classify(template, method)
+        page = page_kind(resource, path, method)
         facts = RouteFacts(
             route_class=route_class,
             usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
-            wants_context=any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
+            # The sign-in page's handler does not read the principal.
+            wants_context=page is None and any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
             queues_prompt=template in PROMPT_TEMPLATES and method == "POST",
-            method=method)
+            method=method,
+            page_cells=runtime.usage.cells_for((page, method)) if page is not None else None,
+            page_directory=str(resource.get_info()["directory"]) if isinstance(resource, web.StaticResource) else None)
         if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < 4096:
             # Cells only for cached facts: unmatched requests, anyone's, must not
             # make one per invented path or method.
@@ -280,6 +311,79 @@ def create_middleware(runtime, gate: PromptGate):
             return None
         return principal
 
+    async def charge(key, now):
+        """Count one request against the key's limit: (requests left or REFUSED, window, reset text).
+        The request path inlines the same steps; this serves the rarer page-file misses."""
+        if not hour_clock.start <= now < hour_clock.end:
+            hour_clock.roll(now)
+        window = hour_clock.window
+        quota = runtime.quota
+        if quota is None:
+            return runtime.limiter.take(key.pk, key.rate_limit, window), window, hour_clock.reset_text
+        remaining = quota.take(key.pk, key.rate_limit, window)
+        if remaining is None:
+            remaining = await take_shared(key, window, now)
+        if quota.running_low:
+            runtime.prefetch_running_low(now)
+        return remaining, window, hour_clock.reset_text
+
+    async def serve_page_file(request, handler, key, facts, now):
+        """A key's request for the ComfyUI page or one of its files (scripts,
+        styles, fonts, images, extension files, the sign-in page). A page load
+        is hundreds of these: they are not charged to the key's limit and are
+        counted apart, as page loads. A miss (no such file: the static
+        fallback's 404, or any other error) is charged and counted as a
+        request, so misses are not free."""
+        try:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                return await charge_miss(exc, key, facts, now, True)
+            if response.status >= 400 or (facts.page_directory is not None and isinstance(response, web.FileResponse)
+                                          and await is_missing(request, facts.page_directory)):
+                return await charge_miss(response, key, facts, now, False)
+            if not hour_clock.start <= now < hour_clock.end:
+                hour_clock.roll(now)
+            runtime.usage.record(facts.page_cells, key.pk, True, time.time() - now, now, hour_clock.window)
+            return response
+        except StorageUnavailable as failure:
+            return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
+
+    async def is_missing(request, directory) -> bool:
+        """Whether a static route's file response names no file. aiohttp looks
+        the file up only as it sends the response, too late to charge a miss or
+        refuse it with 429; so look first, off the event loop, once per path
+        (a page reloads the same files). A file deleted after it was seen is
+        answered 404 by aiohttp, uncharged: web roots do not change while
+        ComfyUI runs."""
+        path = request.path
+        if path in known_files:
+            return False
+        file = os.path.join(directory, request.match_info["filename"])
+        if not await asyncio.get_running_loop().run_in_executor(None, os.path.isfile, file):
+            return True
+        if len(known_files) >= KNOWN_FILES_MAX:
+            known_files.clear()
+        known_files.add(path)
+        return False
+
+    async def charge_miss(miss, key, facts, now, raised: bool):
+        remaining, window, reset_text = await charge(key, now)
+        cells = facts.usage_cells
+        if cells is None:
+            cells = runtime.usage.cells_for(facts.usage_key)
+        runtime.usage.record(cells, key.pk, False, time.time() - now, now, window)
+        if remaining == REFUSED:
+            return too_many(key, window + WINDOW_SECONDS, now)
+        miss.headers[LIMIT_HEADER] = str(key.rate_limit)
+        miss.headers[REMAINING_HEADER] = str(remaining)
+        miss.headers[RESET_HEADER] = reset_text
+        if raised:
+            raise miss
+        return miss
+
     @web.middleware
     async def api_auth_middleware(request, handler):
         if runtime.refusing is not None:
@@ -313,6 +417,8 @@ def create_middleware(runtime, gate: PromptGate):
             key = principal.key
             if key is None and not facts.wants_context and not facts.queues_prompt:
                 return await handler(request)  # anonymous or admin on a ComfyUI route: nothing to count
+            if facts.page_cells is not None:
+                return await serve_page_file(request, handler, key, facts, now)
         # Only the package's own routes read the principal from the context.
         token = current_principal.set(principal) if facts.wants_context else None
         try:

@@ -871,6 +871,7 @@ class ApiKeysPanel {
       h("div", { class: "cak-okbar", "aria-hidden": "true" },
         h("span", { class: "cak-okbar-ok", style: `flex-grow:${ok}` }),
         h("span", { class: "cak-okbar-fail", style: `flex-grow:${failed}` })),
+      this.pageLoadsView(stats),
       this.dailyChart(series),
       this.workflowsView(stats.jobs, days),
       h("h4", { class: "cak-subtitle", text: "Top endpoints" }),
@@ -881,6 +882,20 @@ class ApiKeysPanel {
             h("strong", { text: formatNumber(e.requests) }),
             e.failed ? h("span", { class: "cak-fail-text", text: ` · ${formatNumber(e.failed)} failed` }) : null))))
         : h("p", { class: "cak-muted", text: "No requests yet." }));
+  }
+
+  /** The ComfyUI page opened with the key: shown apart, as it is neither charged nor counted as requests. */
+  pageLoadsView(stats) {
+    const loads = Math.max(0, Number(stats.page_loads) || 0);
+    const files = Math.max(0, Number(stats.page_files) || 0);
+    if (!loads && !files) return null;
+    return h("p", {
+      class: "cak-muted cak-page-loads", "data-testid": "page-loads",
+      title: "Loading the ComfyUI page and its files (scripts, styles, images) is not charged to the key's hourly limit.",
+    },
+    h("strong", { text: formatNumber(loads) }), loads === 1 ? " page load" : " page loads", " · ",
+    h("strong", { text: formatNumber(files) }), files === 1 ? " page file" : " page files",
+    " (not counted as requests)");
   }
 
   /** Workflows queued through /prompt with the key: counts by outcome and execution time. */

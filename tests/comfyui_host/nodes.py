@@ -26,12 +26,16 @@ It is a coroutine, as in ComfyUI: `await nodes.load_custom_node(path)`.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import math
 import os
+import struct
 import sys
 import time
 import tomllib
 import traceback
+import zlib
 
 import comfy.model_management
 import folder_paths
@@ -161,7 +165,121 @@ class SaveText:
                        "files": [{"filename": file, "subfolder": subfolder, "type": "output"}]}}
 
 
+# ---------------------------------------------------------------------------
+# Image nodes with ComfyUI's names, inputs and outputs, for a workflow that
+# needs no model (EmptyImage -> ImageBlur -> SaveImage). An IMAGE is an
+# ImageBatch of float RGB pixels in 0..1 instead of a torch tensor.
+# ---------------------------------------------------------------------------
+
+class ImageBatch:
+    """What flows through an IMAGE socket here: `frames` of `height` rows of
+    `width` [r, g, b] floats (ComfyUI: a [batch, height, width, 3] tensor)."""
+
+    def __init__(self, width: int, height: int, frames: list):
+        self.width, self.height, self.frames = width, height, frames
+
+
+def _png(width: int, height: int, rows, text: dict) -> bytes:
+    """An 8-bit RGB PNG with tEXt chunks (what PIL writes for SaveImage's metadata)."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + bytes(min(255, max(0, round(v * 255))) for pixel in row for v in pixel) for row in rows)
+    texts = b"".join(chunk(b"tEXt", key.encode("latin-1") + b"\x00" + value.encode("latin-1"))
+                     for key, value in text.items())
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + texts + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+class EmptyImage:
+    @classmethod
+    def INPUT_TYPES(s):
+        return {"required": {"width": ("INT", {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
+                             "height": ("INT", {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
+                             "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+                             "color": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFF, "step": 1, "display": "color"})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "generate"
+    CATEGORY = "image"
+
+    def generate(self, width, height, batch_size=1, color=0):
+        pixel = [((color >> 16) & 0xFF) / 255.0, ((color >> 8) & 0xFF) / 255.0, (color & 0xFF) / 255.0]
+        frames = [[[list(pixel) for _ in range(width)] for _ in range(height)] for _ in range(batch_size)]
+        return (ImageBatch(width, height, frames),)
+
+
+class ImageBlur:
+    @classmethod
+    def INPUT_TYPES(s):
+        return {"required": {"image": ("IMAGE",),
+                             "blur_radius": ("INT", {"default": 1, "min": 1, "max": 31, "step": 1}),
+                             "sigma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.1})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "blur"
+    CATEGORY = "image/postprocessing"
+
+    def blur(self, image, blur_radius, sigma):
+        if blur_radius == 0:
+            return (image,)
+        weights = [math.exp(-(i * i) / (2 * sigma * sigma)) for i in range(-blur_radius, blur_radius + 1)]
+        total = sum(weights)
+        weights = [w / total for w in weights]
+
+        def reflect(i, n):  # ComfyUI pads with "reflect"
+            while i < 0 or i >= n:
+                i = -i if i < 0 else 2 * (n - 1) - i
+            return i
+
+        def blur_line(line):
+            n = len(line)
+            return [[sum(w * line[reflect(x + k - blur_radius, n)][c] for k, w in enumerate(weights)) for c in range(3)]
+                    for x in range(n)]
+
+        frames = []
+        for frame in image.frames:
+            rows = [blur_line(row) for row in frame]
+            columns = [blur_line([row[x] for row in rows]) for x in range(image.width)]
+            frames.append([[columns[x][y] for x in range(image.width)] for y in range(image.height)])
+        return (ImageBatch(image.width, image.height, frames),)
+
+
+class SaveImage:
+    @classmethod
+    def INPUT_TYPES(s):
+        return {"required": {"images": ("IMAGE",),
+                             "filename_prefix": ("STRING", {"default": "ComfyUI"})},
+                "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    CATEGORY = "image"
+
+    def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
+        output_dir = folder_paths.get_output_directory()
+        full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, output_dir, images.width, images.height)
+        text = {}
+        if not args.disable_metadata:
+            if prompt is not None:
+                text["prompt"] = json.dumps(prompt)
+            for key, value in (extra_pnginfo or {}).items():
+                text[key] = json.dumps(value)
+        results = []
+        for batch_number, frame in enumerate(images.frames):
+            file = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+            with open(os.path.join(full_folder, file), "wb") as handle:
+                handle.write(_png(images.width, images.height, frame, text))
+            results.append({"filename": file, "subfolder": subfolder, "type": "output"})
+            counter += 1
+        return {"ui": {"images": results}}
+
+
 NODE_CLASS_MAPPINGS = {
+    "EmptyImage": EmptyImage,
+    "ImageBlur": ImageBlur,
+    "SaveImage": SaveImage,
     "PrimitiveString": PrimitiveString,
     "PrimitiveInt": PrimitiveInt,
     "StringConcatenate": StringConcatenate,
@@ -171,6 +289,9 @@ NODE_CLASS_MAPPINGS = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "EmptyImage": "EmptyImage",
+    "ImageBlur": "Image Blur",
+    "SaveImage": "Save Image",
     "PrimitiveString": "String",
     "PrimitiveInt": "Int",
     "StringConcatenate": "Concatenate",

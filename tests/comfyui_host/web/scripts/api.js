@@ -186,6 +186,24 @@ class ComfyApi extends EventTarget {
   async getSystemStats() {
     return (await this.fetchApi("/system_stats")).json();
   }
+
+  /** Translations contributed by custom nodes (locales/ folders). */
+  async getCustomNodesI18n() {
+    return (await this.fetchApi("/i18n")).json();
+  }
+
+  /** Example workflows of custom nodes: {package: [names]}. */
+  async getWorkflowTemplates() {
+    return (await this.fetchApi("/workflow_templates")).json();
+  }
+
+  /** The user's files in `dir` with size and modification time (404 when the folder does not exist yet). */
+  async listUserDataFullInfo(dir) {
+    const res = await this.fetchApi(`/userdata?dir=${encodeURIComponent(dir)}&recurse=true&split=false&full_info=true`);
+    if (res.status === 404) return [];
+    if (res.status !== 200) throw new Error(`Error getting user data list '${dir}': ${res.status} ${res.statusText}`);
+    return res.json();
+  }
 }
 
 export const api = new ComfyApi();

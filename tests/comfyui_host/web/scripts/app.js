@@ -2,9 +2,17 @@
 // register sidebar tabs, show toasts and read/write settings.
 //
 // Boot order follows the real front end: open the websocket, load user config and
-// settings (/api/users, /api/settings), import every module listed by
-// /api/extensions, then call each extension's init(app) and setup(app).
+// settings (/api/users, /api/settings), translations and system stats (/api/i18n,
+// /api/system_stats), import every module listed by /api/extensions, call each
+// extension's init(app), load /api/object_info, call setup(app), then fill the
+// stores (/api/userdata?dir=workflows, /api/queue, /api/history,
+// /api/workflow_templates, /templates/index.json). 11 API calls, as the real
+// front end's 16 or so; its static files are fewer (a dozen, not 472).
 // An extension registered after that gets init/setup called immediately.
+//
+// app.loadApiJson(prompt) / app.queuePrompt(number, batchCount) and the Run
+// button (button[data-testid=queue-button]) queue a workflow; SaveImage outputs
+// are shown as <img src=/api/view?...> in [data-testid=outputs].
 //
 // app.extensionManager:
 //   registerSidebarTab({id, icon, title, tooltip, type: "custom", render(el), destroy?()})
@@ -213,6 +221,47 @@ class ComfyApp {
     };
   }
 
+  /** Load a workflow in API format as the one to queue (the real front end builds a graph from it). */
+  loadApiJson(apiData, fileName = "workflow") {
+    this.apiWorkflow = { output: apiData, workflow: { name: fileName, nodes: Object.keys(apiData) } };
+  }
+
+  /** Queue the loaded workflow `batchCount` times: true when every queued prompt was accepted. */
+  async queuePrompt(number = 0, batchCount = 1) {
+    if (!this.apiWorkflow) return false;
+    try {
+      for (let i = 0; i < batchCount; i++) await api.queuePrompt(number, this.apiWorkflow);
+      return true;
+    } catch (error) {
+      const detail = error.response?.error?.message || error.response?.error || error.message;
+      this.toastManager.add({ severity: "error", summary: "Prompt execution failed", detail: String(detail) });
+      return false;
+    }
+  }
+
+  #mountQueueButton(root) {
+    const button = root.querySelector("[data-testid=queue-button]");
+    const outputs = root.querySelector("[data-testid=outputs]");
+    if (button) {
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        try {
+          await this.queuePrompt(0, 1);
+        } finally {
+          button.disabled = false;
+        }
+      });
+    }
+    // Output previews, as a SaveImage node shows them: <img> from /api/view.
+    api.addEventListener("executed", ({ detail }) => {
+      for (const image of detail?.output?.images || []) {
+        const params = new URLSearchParams({ filename: image.filename, type: image.type, subfolder: image.subfolder ?? "" });
+        const img = el("img", { src: api.apiURL(`/view?${params}&rand=${Math.random()}`), alt: image.filename });
+        outputs?.append(img);
+      }
+    });
+  }
+
   registerExtension(extension) {
     if (!extension || !extension.name) throw new Error("Extensions must have a 'name' property.");
     if (this.extensions.some((e) => e.name === extension.name)) {
@@ -266,6 +315,10 @@ class ComfyApp {
     } catch (e) {
       console.error("Failed to load settings", e);
     }
+    await Promise.all([
+      api.getCustomNodesI18n().catch((e) => console.error("Failed to load translations", e)),
+      api.getSystemStats().catch((e) => console.error("Failed to load system stats", e)),
+    ]);
     await this.#loadExtensions();
     await this.#invokeAll("init");
     try {
@@ -274,6 +327,16 @@ class ComfyApp {
       console.error("Failed to load node definitions", e);
     }
     await this.#invokeAll("setup");
+    this.#mountQueueButton(root);
+    // The stores the real front end fills once the graph is up: saved workflows,
+    // queue, history and the template browser's lists (/templates is a static folder).
+    await Promise.allSettled([
+      api.listUserDataFullInfo("workflows"),
+      api.getQueue(),
+      api.getHistory(64),
+      api.getWorkflowTemplates(),
+      fetch(api.fileURL("/templates/index.json")).then((res) => res.json()),
+    ]);
     this.setupDone = true;
     this.vueAppReady = true;
     document.body.dataset.comfyReady = "true";
