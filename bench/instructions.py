@@ -37,7 +37,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import bench  # noqa: E402  (the Server class, key creation, the load generator)
+import loadgen  # noqa: E402  (the same load generator as bench.py)
+from fill import create_keys  # noqa: E402
+from server import Server  # noqa: E402
 
 
 def run_one(label, workdir, with_package, header_key, seconds):
@@ -45,10 +47,10 @@ def run_one(label, workdir, with_package, header_key, seconds):
     out = os.path.join(workdir, f"{label}.callgrind")
     wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
                f"--callgrind-out-file={out}"]
-    server = bench.Server(label, os.path.join(workdir, label), package=with_package, wrapper=wrapper)
+    server = Server(label, os.path.join(workdir, label), package=with_package, wrapper=wrapper)
     key = None
     if with_package:
-        key = bench.create_keys(server.url, [("bench", 1_000_000_000)])["bench"]
+        key = create_keys(server.database_url, [("bench", 1_000_000_000)])["bench"]
     server.start("/api/features", timeout=300)
     try:
         header = f"Authorization: Bearer {header_key or key}" if (header_key or key) else None
@@ -58,7 +60,7 @@ def run_one(label, workdir, with_package, header_key, seconds):
             env["BENCH_HEADER"] = header
 
         def load(duration):
-            done = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), "_loadgen", "--port",
+            done = subprocess.run([sys.executable, loadgen.PATH, "_loadgen", "--port",
                                    str(server.port), "--path", "/api/features", "--warmup", "0",
                                    "--duration", str(duration)], capture_output=True, text=True, env=env,
                                   timeout=duration + 120, check=True)

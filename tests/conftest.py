@@ -8,17 +8,13 @@ tests speak real HTTP, and can kill -9 and restart it.
 import importlib
 import importlib.util
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOST_DIR = os.path.join(REPO, "tests", "comfyui_host")
+from standin import HOST_DIR, REPO, StandIn, free_port  # noqa: F401 (tests import them from here)
+
 PACKAGE = "comfyui_api_auth"
 # Set to a PostgreSQL server URL (e.g. postgresql://comfy:comfy@127.0.0.1:5432/postgres)
 # to run every server of the suite on its own fresh PostgreSQL database.
@@ -82,89 +78,14 @@ def query_database(host, sql):
         connection.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Host:
-    """One ComfyUI stand-in process with the package installed."""
+class Host(StandIn):
+    """One ComfyUI stand-in process with the package installed (see ``standin.StandIn``)."""
 
     def __init__(self, workdir, env=None, listen="127.0.0.1", extra_args=()):
-        self.workdir = str(workdir)
-        self.user_dir = os.path.join(self.workdir, "user")
-        self.env = dict(env or {})
+        super().__init__(workdir, env=env, listen=listen, extra_args=extra_args)
         self.own_database = None
         if ON_POSTGRES and "COMFYUI_API_AUTH_DB" not in self.env:
             self.own_database = self.env["COMFYUI_API_AUTH_DB"] = fresh_postgres_database()
-        self.listen = listen
-        self.extra_args = list(extra_args)
-        self.port = free_port()
-        self.process = None
-        self.log_path = os.path.join(self.workdir, "host.log")
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-    def start(self, timeout=30):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI_API_AUTH")}
-        env.update(self.env)
-        env["PYTHONUNBUFFERED"] = "1"
-        for folder in ("user", "output", "input", "temp"):
-            os.makedirs(os.path.join(self.workdir, folder), exist_ok=True)
-        command = [sys.executable, os.path.join(HOST_DIR, "main.py"), "--listen", self.listen,
-                   "--port", str(self.port), "--user-directory", self.user_dir,
-                   "--output-directory", os.path.join(self.workdir, "output"),
-                   "--input-directory", os.path.join(self.workdir, "input"),
-                   "--temp-directory", os.path.join(self.workdir, "temp"),
-                   "--custom-node", REPO, *self.extra_args]
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        cwd=self.workdir, env=env, start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"host exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                requests.get(self.url("/api/auth/status"), timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("host did not start:\n" + self.log())
-
-    def cli(self, *args, check=True):
-        """Run the package's command line against this server's database."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI_API_AUTH")}
-        env.update(self.env)
-        return subprocess.run([sys.executable, REPO, "--user-directory", self.user_dir, *args],
-                              capture_output=True, text=True, check=check, env=env)
-
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-    def kill(self):
-        self.stop(signal.SIGKILL)
-
-    def restart(self, **kwargs):
-        self.stop()
-        return self.start(**kwargs)
 
     # small helpers for readable tests
     def get(self, path, **kw):
