@@ -34,6 +34,26 @@ from .storage import migrations, repository
 
 log = logging.getLogger("comfyui_api_auth")
 
+
+class _MaskDatabasePasswords(logging.Filter):
+    """Every line of the package's log goes out with database passwords masked:
+    database URLs and drivers' error messages reach it (``mask_secrets``)."""
+
+    def filter(self, record):
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = db_open.mask_secrets(record.exc_text)
+        message = record.getMessage()
+        masked = db_open.mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+log.addFilter(_MaskDatabasePasswords())
+
 DATA_DIR_NAME = "__api_auth"
 VERIFIED_BEARERS_MAX = 4096  # bound of AuthRuntime.verified_bearers
 ACTIVE = None  # the runtime installed into ComfyUI, for the nodes
@@ -146,6 +166,7 @@ class AuthRuntime:
         self.login_throttle = AttemptThrottle(self.settings.login_attempts, self.settings.login_window)
 
     def fail(self, reason: str):
+        reason = db_open.mask_secrets(reason)  # it may quote a database URL or error; it is logged
         self.problem = reason
         log.error("[api-auth] refusing to serve (every request gets 503): %s", reason)
 
@@ -159,7 +180,7 @@ class AuthRuntime:
             return await loop.run_in_executor(self._executor, self._on_db_thread, function, args, kwargs)
         except peewee.PeeweeException as error:
             log.error("[api-auth] database call %s failed: %s: %s", function.__name__, type(error).__name__, error)
-            raise StorageUnavailable(f"{type(error).__name__}: {error}") from None
+            raise StorageUnavailable(db_open.mask_secrets(f"{type(error).__name__}: {error}")) from None
 
     def _on_db_thread(self, function, args, kwargs):
         try:

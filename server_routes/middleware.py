@@ -33,6 +33,10 @@ RESET_HEADER = istr("X-RateLimit-Reset")
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+# 503 bodies go to anyone, so they never say why: the reason (a setting, a
+# database URL, a driver's error text) is in the server log only.
+UNAVAILABLE_MESSAGE = "API key authentication is not available; the server log says why"
+DATABASE_UNAVAILABLE_MESSAGE = "the key database is unavailable; nothing was changed (the server log says why)"
 
 # The principal of the request being handled; read by the package's own routes.
 current_principal: contextvars.ContextVar = contextvars.ContextVar("comfyui_api_auth_principal", default=ANONYMOUS)
@@ -283,7 +287,7 @@ def create_middleware(runtime, gate: PromptGate):
     @web.middleware
     async def api_auth_middleware(request, handler):
         if runtime.refusing is not None:
-            return error(503, "AUTH_UNAVAILABLE", "API key authentication is not available: " + runtime.refusing)
+            return error(503, "AUTH_UNAVAILABLE", UNAVAILABLE_MESSAGE)
         headers = request.headers
         route = request.match_info.route
         facts = facts_by_route.get(route) or route_facts(route, request.method)
@@ -364,8 +368,8 @@ def create_middleware(runtime, gate: PromptGate):
                 raise
             finally:
                 runtime.usage.record(cells, key.pk, status < 400, time.time() - now, now, window)
-        except StorageUnavailable as failure:
-            return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
+        except StorageUnavailable:
+            return error(503, "AUTH_UNAVAILABLE", DATABASE_UNAVAILABLE_MESSAGE)
         finally:
             if token is not None:
                 current_principal.reset(token)
