@@ -254,11 +254,21 @@ def test_environment_overrides_the_config_file(tmp_path):
     ({"COMFYUI_API_AUTH_TRUST_LOCALHOST": "maybe"}, "COMFYUI_API_AUTH_TRUST_LOCALHOST"),
     ({"COMFYUI_API_AUTH_SESSION_TTL": "5"}, "COMFYUI_API_AUTH_SESSION_TTL"),
     ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "*.js"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
+    ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "/system_stats,/api/usage"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
+    ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "/keys/some_id"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
 ])
 def test_bad_settings_name_the_variable(environ, variable):
     with pytest.raises(config.ConfigError) as caught:
         config.load_settings(environ, None)
     assert caught.value.variable == variable
+
+
+def test_a_public_path_over_a_package_route_in_the_config_file_names_the_file_key(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"public_paths": ["/system_stats", "/usage"]}')
+    with pytest.raises(config.ConfigError) as caught:
+        config.load_settings({}, str(path))
+    assert caught.value.variable == f"{path}:public_paths" and "'/usage'" in str(caught.value)
 
 
 @pytest.mark.parametrize("text, secrets", [

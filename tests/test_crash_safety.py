@@ -195,6 +195,27 @@ def test_a_bad_setting_fails_closed_naming_the_variable(make_host):
     assert "bad setting COMFYUI_API_AUTH" in host.log()
 
 
+@pytest.mark.parametrize("paths", ["/usage", "/api/usage", "/keys", "/auth/password", "/system_stats,/keys/abc",
+                                   "/login"])
+def test_a_public_path_over_one_of_the_package_routes_is_a_bad_setting(make_host, paths):
+    host = make_host(env={"COMFYUI_API_AUTH_PUBLIC_PATHS": paths})
+    for path in ("/api/usage", "/usage", "/api/system_stats", "/api/keys"):
+        assert without_detail(host.get(path)), path  # was a 500 for GET /api/usage with "/usage"
+    log = host.log()
+    assert "bad setting COMFYUI_API_AUTH_PUBLIC_PATHS" in log and "one of this package's routes" in log
+    assert log.count("refusing to serve") == 1
+
+
+def test_a_public_path_opens_a_comfyui_route_under_both_spellings(make_host):
+    for paths in ("/system_stats", "/api/system_stats"):
+        host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_PUBLIC_PATHS": paths})
+        assert host.get("/api/system_stats").status_code == 200, paths
+        assert host.get("/system_stats").status_code == 200, paths
+        assert host.get("/api/usage").json()["error_code"] == "KEY_REQUIRED"
+        assert host.get("/api/queue").status_code == 401
+        host.stop()
+
+
 @pytest.mark.skipif(ON_POSTGRES, reason="writes a version into the SQLite file")
 def test_a_newer_schema_stops_the_package_without_touching_data(make_host, tmp_path):
     host = make_host()
