@@ -33,6 +33,8 @@ RESET_HEADER = istr("X-RateLimit-Reset")
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+WEBSOCKET_PATH = "/ws"  # ComfyUI's WebSocket route (and its /api twin)
+UPGRADE = hdrs.UPGRADE
 # 503 bodies go to anyone, so they never say why: the reason (a setting, a
 # database URL, a driver's error text) is in the server log only.
 UNAVAILABLE_MESSAGE = "API key authentication is not available; the server log says why"
@@ -112,21 +114,25 @@ class RouteFacts:
     """What the middleware needs to know about a matched route, worked out once.
     (A slotted class: its attributes read faster than a named tuple's.)"""
 
-    __slots__ = ("route_class", "usage_key", "usage_cells", "wants_context", "queues_prompt", "admin_only",
+    __slots__ = ("route_class", "usage_key", "usage_cells", "wants_context", "around", "admin_only",
                  "key_fast_path")
 
-    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, queues_prompt: bool, method: str):
+    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, around, method: str):
         self.route_class = route_class
         self.usage_key = usage_key          # (route template without the /api twin prefix, method)
         self.usage_cells = None             # where its requests are counted, set when the facts are cached
         self.wants_context = wants_context  # one of this package's routes, which read current_principal
-        self.queues_prompt = queues_prompt
+        # What runs the handler on this route, called as around(request, handler,
+        # principal, now): the prompt gate for POST /prompt, the open-socket
+        # registry for GET /ws; None (the handler alone) everywhere else.
+        self.around = around
         self.admin_only = route_class == access.ADMIN  # a key needs the admin scope
         self.key_fast_path = method != "OPTIONS"       # a Bearer key may be checked inline (not a preflight)
 
 
-def create_middleware(runtime, gate: PromptGate):
-    """Build the middleware bound to one runtime."""
+def create_middleware(runtime, gate: PromptGate, sockets=None):
+    """Build the middleware bound to one runtime; ``sockets`` (an ``OpenSockets``)
+    notes the WebSockets opened with a key or a session."""
     facts_by_route: dict = {}
     hour_clock = HourClock()  # the current hour and its X-RateLimit-Reset text
 
@@ -146,11 +152,16 @@ def create_middleware(runtime, gate: PromptGate):
         template = resource.canonical if resource is not None else None
         path = access.canonical_path(template)
         route_class = runtime.policy.classify(template, method)
+        around = None
+        if template in PROMPT_TEMPLATES and method == "POST":
+            around = gate.run
+        elif path == WEBSOCKET_PATH and method == "GET" and sockets is not None:
+            around = sockets.run
         facts = RouteFacts(
             route_class=route_class,
             usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
             wants_context=any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
-            queues_prompt=template in PROMPT_TEMPLATES and method == "POST",
+            around=around,
             method=method)
         if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < 4096:
             # Cells only for cached facts: unmatched requests, anyone's, must not
@@ -201,7 +212,11 @@ def create_middleware(runtime, gate: PromptGate):
             if record is None or not record.is_active:
                 return None
             principal = for_key(record, "session")
-        if request.method not in SAFE_METHODS and is_cross_origin(request.headers):
+        # A WebSocket handshake is a GET, but what it opens acts for the page
+        # (SameSite=Lax sends the cookie from a sibling subdomain or port), so
+        # it must come from the same origin too.
+        headers = request.headers
+        if (request.method not in SAFE_METHODS or UPGRADE in headers) and is_cross_origin(headers):
             raise Denied(error(403, "CROSS_ORIGIN", "a signed-in browser request must come from the same origin"))
         return principal
 
@@ -315,14 +330,14 @@ def create_middleware(runtime, gate: PromptGate):
             except Denied as denied:
                 return denied.response
             key = principal.key
-            if key is None and not facts.wants_context and not facts.queues_prompt:
+            if key is None and not facts.wants_context and facts.around is None:
                 return await handler(request)  # anonymous or admin on a ComfyUI route: nothing to count
         # Only the package's own routes read the principal from the context.
         token = current_principal.set(principal) if facts.wants_context else None
         try:
             if key is None:
-                if facts.queues_prompt:
-                    return await gate.run(request, handler, principal, now)
+                if facts.around is not None:
+                    return await facts.around(request, handler, principal, now)
                 return await handler(request)
             # A request authenticated by a key: count it, limit it, say so in headers.
             if not hour_clock.start <= now < hour_clock.end:
@@ -345,8 +360,8 @@ def create_middleware(runtime, gate: PromptGate):
                 return too_many(key, window + WINDOW_SECONDS, now)
             status = 500
             try:
-                if facts.queues_prompt:
-                    response = await gate.run(request, handler, principal, now)
+                if facts.around is not None:
+                    response = await facts.around(request, handler, principal, now)
                 else:
                     response = await handler(request)
                 status = response.status
