@@ -64,7 +64,8 @@ class OpenSockets:
         """Run ComfyUI's ``/ws`` handler with the socket's holder noted (the middleware's
         ``around`` for ``GET /ws``). Trusted local and anonymous sockets are not noted."""
         if principal.via == "session":
-            holder = (principal.key.pk if principal.key is not None else None, token_hash(request.cookies[SESSION_COOKIE]))
+            key_pk = principal.key.pk if principal.key is not None else None
+            holder = (key_pk, token_hash(request.cookies[SESSION_COOKIE]))
         elif principal.key is not None:
             holder = (principal.key.pk, None)
         else:
