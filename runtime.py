@@ -34,6 +34,26 @@ from .storage import migrations, repository
 
 log = logging.getLogger("comfyui_api_auth")
 
+
+class _MaskDatabasePasswords(logging.Filter):
+    """Every line of the package's log goes out with database passwords masked:
+    database URLs and drivers' error messages reach it (``mask_secrets``)."""
+
+    def filter(self, record):
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = db_open.mask_secrets(record.exc_text)
+        message = record.getMessage()
+        masked = db_open.mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+log.addFilter(_MaskDatabasePasswords())
+
 DATA_DIR_NAME = "__api_auth"
 VERIFIED_BEARERS_MAX = 4096  # bound of AuthRuntime.verified_bearers
 ACTIVE = None  # the runtime installed into ComfyUI, for the nodes
@@ -88,6 +108,10 @@ class AuthRuntime:
         self.prompt_limiter = HourlyLimiter()  # queued workflows per hour, per key
         self.jobs = JobTracker()
         self.prompt_queue = lambda: None  # set by install: ComfyUI's PromptQueue, once it exists
+        # Called after this process ends or changes a key or a session, and on every
+        # refresh tick (others' changes, sessions running out); install sets it to
+        # close the WebSockets whose key or session no longer gets in.
+        self.access_changed = lambda: None
         self._job_misses: dict[str, int] = {}
         self._audit: list[dict] = []
         self.usage = UsageAggregator()
@@ -146,6 +170,7 @@ class AuthRuntime:
         self.login_throttle = AttemptThrottle(self.settings.login_attempts, self.settings.login_window)
 
     def fail(self, reason: str):
+        reason = db_open.mask_secrets(reason)  # it may quote a database URL or error; it is logged
         self.problem = reason
         log.error("[api-auth] refusing to serve (every request gets 503): %s", reason)
 
@@ -159,7 +184,7 @@ class AuthRuntime:
             return await loop.run_in_executor(self._executor, self._on_db_thread, function, args, kwargs)
         except peewee.PeeweeException as error:
             log.error("[api-auth] database call %s failed: %s: %s", function.__name__, type(error).__name__, error)
-            raise StorageUnavailable(f"{type(error).__name__}: {error}") from None
+            raise StorageUnavailable(db_open.mask_secrets(f"{type(error).__name__}: {error}")) from None
 
     def _on_db_thread(self, function, args, kwargs):
         try:
@@ -189,7 +214,7 @@ class AuthRuntime:
             self.quota = SharedQuota()
         self.ready = True
         self._tasks = [
-            asyncio.ensure_future(self._every(self.settings.refresh_interval, self.refresh)),
+            asyncio.ensure_future(self._every(self.settings.refresh_interval, self.refresh_tick)),
             asyncio.ensure_future(self._every(self.settings.flush_interval, self.flush)),
             asyncio.ensure_future(self._every(3600, self.purge_old)),
             asyncio.ensure_future(self._every(1.0, self.poll_jobs)),
@@ -343,6 +368,14 @@ class AuthRuntime:
             self._remember_session(session)
         self._revision = max(self._revision, latest)
 
+    async def refresh_tick(self):
+        """The periodic refresh, then a sweep of open sockets (also when the
+        database fails: sessions still run out)."""
+        try:
+            await self.refresh()
+        finally:
+            self.access_changed()
+
     @staticmethod
     def _changes_since(database, revision, now):
         latest = repository.current_revision(database)
@@ -433,6 +466,7 @@ class AuthRuntime:
         record = await self.run_db(repository.update_key, key_id, changes, self.clock())
         if record is not None:
             self._remember(record)
+            self.access_changed()
         return record
 
     async def delete_key(self, key_id: str) -> KeyRecord | None:
@@ -442,6 +476,7 @@ class AuthRuntime:
             self.limiter.forget(record.pk)
             if self.quota is not None:
                 self.quota.forget(record.pk)
+            self.access_changed()
         return record
 
     async def usage_stats(self, record: KeyRecord, days: int) -> dict:
@@ -533,6 +568,7 @@ class AuthRuntime:
     async def end_session(self, token: str):
         hashed = token_hash(token)
         self.sessions.pop(hashed, None)
+        self.access_changed()
         await self.run_db(repository.end_session, hashed, self.clock())
 
     async def check_admin_password(self, password: str) -> bool:

@@ -8,6 +8,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from .policy import is_package_path
+
 ENV_PREFIX = "COMFYUI_API_AUTH"
 MODES = ("enable", "require", "off")
 CONFIG_FILE_NAME = "config.json"
@@ -90,6 +92,10 @@ def _parse_paths(text):
             continue
         if not path.startswith("/") or "*" in path:
             raise ValueError("expected exact paths starting with '/', comma-separated")
+        if is_package_path(path):
+            # Its handler expects the principal its rule lets in (GET /usage
+            # reads the caller's key); opened to anyone it would fail or leak.
+            raise ValueError(f"'{path}' is one of this package's routes; a public path cannot open it")
         paths.append(path)
     return tuple(paths)
 

@@ -49,15 +49,29 @@ def canonical_path(template: str | None) -> str | None:
     return template
 
 
+def is_package_path(path: str) -> bool:
+    """True when a path (either twin) reaches one of this package's routes;
+    ``{name}`` in a route template stands for any one path segment."""
+    parts = canonical_path(path).split("/")
+    for rule_path, _ in BUILTIN_RULES:
+        rule_parts = rule_path.split("/")
+        if len(rule_parts) == len(parts) and all(
+                rule_part == part or (rule_part.startswith("{") and part)
+                for rule_part, part in zip(rule_parts, parts)):
+            return True
+    return False
+
+
 class AccessPolicy:
     def __init__(self, mode: str, extra_public_paths=()):
         self.mode = mode
         self._rules = dict(BUILTIN_RULES)
         for path in extra_public_paths:
-            # An admin-added public path never overrides an admin route.
-            if self._rules.get((path, None)) != ADMIN:
-                self._rules[(path, "GET")] = PUBLIC
-                self._rules[(path, "HEAD")] = PUBLIC
+            # A public path never opens one of this package's routes (the
+            # settings refuse one, see config); this guards callers that skip them.
+            if not is_package_path(path):
+                self._rules[(canonical_path(path), "GET")] = PUBLIC
+                self._rules[(canonical_path(path), "HEAD")] = PUBLIC
 
     def classify(self, template: str | None, method: str) -> str:
         """The route class of a matched template (the middleware caches the answer)."""

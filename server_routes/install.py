@@ -16,6 +16,7 @@ from .auth_api import AuthApi
 from .keys_api import KeysApi
 from .middleware import create_middleware
 from .prompt_gate import PromptGate
+from .sockets import OpenSockets
 
 log = logging.getLogger("comfyui_api_auth")
 
@@ -66,7 +67,9 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
         log.info("[api-auth] COMFYUI_API_AUTH=off: the API key package is loaded and does nothing")
         return runtime
     gate = PromptGate(runtime)
-    middleware = create_middleware(runtime, gate)
+    sockets = OpenSockets(runtime, lambda: getattr(prompt_server, "sockets", None) or {})
+    runtime.access_changed = sockets.sweep
+    middleware = create_middleware(runtime, gate, sockets)
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.

@@ -41,6 +41,12 @@ PAGE_TEMPLATES = {"/": PAGE_LOADS, "/login": PAGE_LOADS, "/templates/{path}": PA
 PAGE_METHODS = frozenset({"GET", "HEAD"})
 KNOWN_FILES_MAX = 4096
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+WEBSOCKET_PATH = "/ws"  # ComfyUI's WebSocket route (and its /api twin)
+UPGRADE = hdrs.UPGRADE
+# 503 bodies go to anyone, so they never say why: the reason (a setting, a
+# database URL, a driver's error text) is in the server log only.
+UNAVAILABLE_MESSAGE = "API key authentication is not available; the server log says why"
+DATABASE_UNAVAILABLE_MESSAGE = "the key database is unavailable; nothing was changed (the server log says why)"
 
 # The principal of the request being handled; read by the package's own routes.
 current_principal: contextvars.ContextVar = contextvars.ContextVar("comfyui_api_auth_principal", default=ANONYMOUS)
@@ -116,16 +122,19 @@ class RouteFacts:
     """What the middleware needs to know about a matched route, worked out once.
     (A slotted class: its attributes read faster than a named tuple's.)"""
 
-    __slots__ = ("route_class", "usage_key", "usage_cells", "wants_context", "queues_prompt", "admin_only",
+    __slots__ = ("route_class", "usage_key", "usage_cells", "wants_context", "around", "admin_only",
                  "key_fast_path", "page_cells", "page_directory")
 
-    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, queues_prompt: bool, method: str,
+    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, around, method: str,
                  page_cells=None, page_directory=None):
         self.route_class = route_class
         self.usage_key = usage_key          # (route template without the /api twin prefix, method)
         self.usage_cells = None             # where its requests are counted, set when the facts are cached
         self.wants_context = wants_context  # one of this package's routes, which read current_principal
-        self.queues_prompt = queues_prompt
+        # What runs the handler on this route, called as around(request, handler,
+        # principal, now): the prompt gate for POST /prompt, the open-socket
+        # registry for GET /ws; None (the handler alone) everywhere else.
+        self.around = around
         self.admin_only = route_class == access.ADMIN  # a key needs the admin scope
         # A page file (see page_kind): where a key's page loads are counted
         # apart from its requests; None for every other route.
@@ -147,8 +156,9 @@ def page_kind(resource, path, method):
     return PAGE_TEMPLATES.get(path)
 
 
-def create_middleware(runtime, gate: PromptGate):
-    """Build the middleware bound to one runtime."""
+def create_middleware(runtime, gate: PromptGate, sockets=None):
+    """Build the middleware bound to one runtime; ``sockets`` (an ``OpenSockets``)
+    notes the WebSockets opened with a key or a session."""
     facts_by_route: dict = {}
     hour_clock = HourClock()  # the current hour and its X-RateLimit-Reset text
 
@@ -170,12 +180,17 @@ def create_middleware(runtime, gate: PromptGate):
         path = access.canonical_path(template)
         route_class = runtime.policy.classify(template, method)
         page = page_kind(resource, path, method)
+        around = None
+        if template in PROMPT_TEMPLATES and method == "POST":
+            around = gate.run
+        elif path == WEBSOCKET_PATH and method == "GET" and sockets is not None:
+            around = sockets.run
         facts = RouteFacts(
             route_class=route_class,
             usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
             # The sign-in page's handler does not read the principal.
             wants_context=page is None and any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
-            queues_prompt=template in PROMPT_TEMPLATES and method == "POST",
+            around=around,
             method=method,
             page_cells=runtime.usage.cells_for((page, method)) if page is not None else None,
             page_directory=str(resource.get_info()["directory"]) if isinstance(resource, web.StaticResource) else None)
@@ -228,7 +243,11 @@ def create_middleware(runtime, gate: PromptGate):
             if record is None or not record.is_active:
                 return None
             principal = for_key(record, "session")
-        if request.method not in SAFE_METHODS and is_cross_origin(request.headers):
+        # A WebSocket handshake is a GET, but what it opens acts for the page
+        # (SameSite=Lax sends the cookie from a sibling subdomain or port), so
+        # it must come from the same origin too.
+        headers = request.headers
+        if (request.method not in SAFE_METHODS or UPGRADE in headers) and is_cross_origin(headers):
             raise Denied(error(403, "CROSS_ORIGIN", "a signed-in browser request must come from the same origin"))
         return principal
 
@@ -348,8 +367,8 @@ def create_middleware(runtime, gate: PromptGate):
                 hour_clock.roll(now)
             runtime.usage.record(facts.page_cells, key.pk, True, time.time() - now, now, hour_clock.window)
             return response
-        except StorageUnavailable as failure:
-            return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
+        except StorageUnavailable:
+            return error(503, "AUTH_UNAVAILABLE", DATABASE_UNAVAILABLE_MESSAGE)
 
     async def is_missing(request, directory) -> bool:
         """Whether a static route's file response names no file. aiohttp looks
@@ -387,7 +406,7 @@ def create_middleware(runtime, gate: PromptGate):
     @web.middleware
     async def api_auth_middleware(request, handler):
         if runtime.refusing is not None:
-            return error(503, "AUTH_UNAVAILABLE", "API key authentication is not available: " + runtime.refusing)
+            return error(503, "AUTH_UNAVAILABLE", UNAVAILABLE_MESSAGE)
         headers = request.headers
         route = request.match_info.route
         facts = facts_by_route.get(route) or route_facts(route, request.method)
@@ -415,7 +434,7 @@ def create_middleware(runtime, gate: PromptGate):
             except Denied as denied:
                 return denied.response
             key = principal.key
-            if key is None and not facts.wants_context and not facts.queues_prompt:
+            if key is None and not facts.wants_context and facts.around is None:
                 return await handler(request)  # anonymous or admin on a ComfyUI route: nothing to count
             if facts.page_cells is not None:
                 return await serve_page_file(request, handler, key, facts, now)
@@ -423,8 +442,8 @@ def create_middleware(runtime, gate: PromptGate):
         token = current_principal.set(principal) if facts.wants_context else None
         try:
             if key is None:
-                if facts.queues_prompt:
-                    return await gate.run(request, handler, principal, now)
+                if facts.around is not None:
+                    return await facts.around(request, handler, principal, now)
                 return await handler(request)
             # A request authenticated by a key: count it, limit it, say so in headers.
             if not hour_clock.start <= now < hour_clock.end:
@@ -447,8 +466,8 @@ def create_middleware(runtime, gate: PromptGate):
                 return too_many(key, window + WINDOW_SECONDS, now)
             status = 500
             try:
-                if facts.queues_prompt:
-                    response = await gate.run(request, handler, principal, now)
+                if facts.around is not None:
+                    response = await facts.around(request, handler, principal, now)
                 else:
                     response = await handler(request)
                 status = response.status
@@ -470,8 +489,8 @@ def create_middleware(runtime, gate: PromptGate):
                 raise
             finally:
                 runtime.usage.record(cells, key.pk, status < 400, time.time() - now, now, window)
-        except StorageUnavailable as failure:
-            return error(503, "AUTH_UNAVAILABLE", f"the key database is unavailable ({failure}); nothing was changed")
+        except StorageUnavailable:
+            return error(503, "AUTH_UNAVAILABLE", DATABASE_UNAVAILABLE_MESSAGE)
         finally:
             if token is not None:
                 current_principal.reset(token)

@@ -1,6 +1,7 @@
 """Open a database from a URL (``sqlite:///path`` or ``postgresql://…``)."""
 
 import os
+import re
 
 import peewee
 from playhouse.db_url import connect
@@ -39,11 +40,26 @@ def open_database(url: str) -> peewee.Database:
     return database
 
 
+# A password in a URL's user part (``scheme://user:pw@host``; greedy, so a
+# password holding "@" is masked whole) and in an option of a URL query, a
+# libpq connection string or a dict's repr (``?password=``, ``&sslpassword=``,
+# ``pass=``, ``passwd=``, ``pwd=``, ``'password': '...'``). A bare value runs
+# to the next space, "&" or quote (more masked rather than a password's tail
+# left); a quoted one to its closing quote.
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*):[^\s]*@")
+_OPTION_PASSWORD = re.compile(
+    r"((?<![A-Za-z0-9_])(?:ssl)?(?:password|passwd|pass|pwd)(?:\s*=\s*|['\"]\s*:\s*))"
+    r"(?:'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^&\s'\"]*)",
+    re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every database password in it replaced by ``***``: for any
+    log line that can carry a database URL or a driver's error message."""
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
+    return _OPTION_PASSWORD.sub(r"\1***", text)
+
+
 def describe(url: str) -> str:
-    """The URL without its password, for log lines."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    """The URL without its passwords, for log lines."""
+    return mask_secrets(url)

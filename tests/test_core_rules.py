@@ -254,11 +254,45 @@ def test_environment_overrides_the_config_file(tmp_path):
     ({"COMFYUI_API_AUTH_TRUST_LOCALHOST": "maybe"}, "COMFYUI_API_AUTH_TRUST_LOCALHOST"),
     ({"COMFYUI_API_AUTH_SESSION_TTL": "5"}, "COMFYUI_API_AUTH_SESSION_TTL"),
     ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "*.js"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
+    ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "/system_stats,/api/usage"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
+    ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "/keys/some_id"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
 ])
 def test_bad_settings_name_the_variable(environ, variable):
     with pytest.raises(config.ConfigError) as caught:
         config.load_settings(environ, None)
     assert caught.value.variable == variable
+
+
+def test_a_public_path_over_a_package_route_in_the_config_file_names_the_file_key(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"public_paths": ["/system_stats", "/usage"]}')
+    with pytest.raises(config.ConfigError) as caught:
+        config.load_settings({}, str(path))
+    assert caught.value.variable == f"{path}:public_paths" and "'/usage'" in str(caught.value)
+
+
+@pytest.mark.parametrize("text, secrets", [
+    ("postgresql://user:pw-1@db.example/auth", ["pw-1"]),
+    ("postgresql://user:p@ss:w-2@db.example:5432/auth?sslmode=require", ["p@ss", "ss:w-2"]),
+    ("postgresql://user@db.example/auth?password=pw-3&sslmode=require", ["pw-3"]),
+    ("postgresql://user@db.example/auth?sslmode=require&PASSWORD=pw-4", ["pw-4"]),
+    ("postgresql://u@h/db?sslpassword=pw-5&sslkey=/k", ["pw-5"]),
+    ("host=db user=u password='pw 6 \\' x' dbname=auth", ["pw 6", "x'"]),
+    ("pass=pw-7 passwd=pw-8 pwd=pw-9", ["pw-7", "pw-8", "pw-9"]),
+    ("connect failed: {'user': 'u', 'password': 'pw 10'}", ["pw 10"]),
+])
+def test_database_passwords_are_masked_in_every_form(text, secrets):
+    masked = package_module("storage.database").mask_secrets(text)
+    assert "***" in masked
+    for secret in secrets:
+        assert secret not in masked, masked
+
+
+def test_masking_leaves_what_is_no_password():
+    mask = package_module("storage.database").mask_secrets
+    for text in ("sqlite:////data/auth.db", "postgresql://user@db.example/auth?sslmode=require",
+                 'FATAL:  password authentication failed for user "u"', "bypass=1 compass=2"):
+        assert mask(text) == text
 
 
 def test_login_throttle_is_bounded_in_memory():

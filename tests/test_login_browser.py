@@ -90,3 +90,40 @@ def test_sign_in_with_an_api_key_and_next_is_kept_on_this_server(browser, make_h
     assert status["principal"]["kind"] == "key" and status["principal"]["key_id"] == key["key_id"]
     assert page.evaluate("fetch('/api/keys').then(r => r.status)") == 403
     context.close()
+
+
+def test_a_page_whose_key_is_deleted_or_session_ended_elsewhere_goes_to_sign_in(browser, make_host):
+    """The server closes the page's WebSocket after an "api_auth_revoked" message; the
+    package's listener sends the person to /login instead of reconnecting into 401s."""
+    import re
+
+    import requests
+    host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD})
+    admin = requests.Session()
+    admin.post(host.url("/api/auth/login"), json={"password": PASSWORD})
+    key = admin.post(host.url("/api/keys"), json={"name": "laptop", "rate_limit": 10000}).json()
+
+    def signed_in_page(secret_tab, secret):
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(host.base + "/login?next=/")
+        if secret_tab:
+            page.click(secret_tab)
+        page.fill("#secret", secret)
+        with page.expect_websocket(predicate=lambda socket: "/ws" in socket.url):
+            page.click("#submit")
+        page.wait_for_selector("body[data-comfy-ready=true]")
+        cookie = [c for c in context.cookies() if c["name"] == "comfyui_api_auth"][0]["value"]
+        return context, page, cookie
+
+    # A. an admin deletes the key a remote person signed in with
+    context, page, _ = signed_in_page("#tab-key", key["api_key"])
+    assert admin.delete(host.url(f"/api/keys/{key['key_id']}")).status_code == 200
+    page.wait_for_url(re.compile(re.escape(host.base) + r"/login\?next=%2F$"), timeout=10000)
+    context.close()
+
+    # B. the session is signed out from elsewhere (another tab, another program)
+    context, page, cookie = signed_in_page(None, PASSWORD)
+    assert requests.post(host.url("/api/auth/logout"), cookies={"comfyui_api_auth": cookie}).status_code == 200
+    page.wait_for_url(re.compile(re.escape(host.base) + r"/login\?next=%2F$"), timeout=10000)
+    context.close()

@@ -30,10 +30,35 @@ function ensureStyles() {
 
 let panel = null;
 
+// The server ends a WebSocket whose key or session was revoked, disabled,
+// signed out or ran out, after a message saying why ("api_auth_revoked").
+// Where nothing of the server answers without signing in (require mode, no
+// trusted local access) the front end's reconnects would only get 401: go to
+// the sign-in page. Otherwise (enable mode) the page keeps working, as after
+// the panel's own sign-out; the panel, if open, shows who this is now.
+async function onAccessEnded(event) {
+  let status = null;
+  try {
+    const response = await api.fetchApi("/auth/status", { cache: "no-store" });
+    if (response.ok) status = await response.json();
+  } catch {
+    // unreachable: treat as signed out
+  }
+  if (status && (status.mode !== "require" || status.authenticated)) {
+    await panel?.refresh();
+    return;
+  }
+  const given = event.detail?.login_url;
+  const login = typeof given === "string" && given.startsWith("/") && !given.startsWith("//") ? given : "/login";
+  const next = location.pathname + location.search;
+  location.assign(`${login}?next=${encodeURIComponent(next)}`);
+}
+
 app.registerExtension({
   name: "comfyui-api-auth.ApiKeysPanel",
   setup() {
     ensureStyles();
+    api.addEventListener("api_auth_revoked", onAccessEnded);
     app.extensionManager?.registerSidebarTab?.({
       id: TAB_ID,
       icon: "pi pi-key",
