@@ -76,6 +76,9 @@ cache_group.add_argument("--cache-none", action="store_true", help="Do not keep 
 # --- stand-in only ---------------------------------------------------------------
 parser.add_argument("--custom-node", dest="custom_node", action="append", default=[], metavar="PATH",
                     help="(stand-in only) Custom-node package folder or .py file to load. Repeatable.")
+parser.add_argument("--comfyui-signals", action="store_true",
+                    help="(stand-in only) Handle SIGTERM and SIGINT exactly as ComfyUI 0.3.64 does: "
+                         "SIGTERM kills the process, Ctrl-C stops the loop; neither runs on_shutdown.")
 
 if comfy.options.args_parsing:
     args = parser.parse_args()
