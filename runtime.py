@@ -17,6 +17,7 @@ import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitTimeout
 
 import peewee
 
@@ -58,6 +59,7 @@ DATA_DIR_NAME = "__api_auth"
 VERIFIED_BEARERS_MAX = 4096  # bound of AuthRuntime.verified_bearers
 ACTIVE = None  # the runtime installed into ComfyUI, for the nodes
 DB_FILE_NAME = "auth.db"
+LAST_FLUSH_SECONDS = 3.0  # the most the last flush may hold up a process told to stop
 
 
 class StorageUnavailable(RuntimeError):
@@ -104,6 +106,9 @@ class AuthRuntime:
         self.limiter = HourlyLimiter()
         self.quota: SharedQuota | None = None  # set when several processes share the limits
         self._claims: dict[int, asyncio.Future] = {}
+        # Claims committed on the db thread whose grant the loop has not applied
+        # yet: the last flush gives them back too (see _claim_on_db).
+        self._landed: list[tuple] = []
         self.quota_waiters: dict[int, int] = {}  # key pk -> requests waiting for a claim
         self.prompt_limiter = HourlyLimiter()  # queued workflows per hour, per key
         self.jobs = JobTracker()
@@ -219,6 +224,8 @@ class AuthRuntime:
             asyncio.ensure_future(self._every(3600, self.purge_old)),
             asyncio.ensure_future(self._every(1.0, self.poll_jobs)),
         ]
+        if self.quota is not None:
+            self._tasks.append(asyncio.ensure_future(self._every(self.settings.refresh_interval, self.refresh_claimed)))
         atexit.register(self.flush_sync)
 
     def _open_and_load(self):
@@ -261,13 +268,30 @@ class AuthRuntime:
             await self.flush()
         self.flush_sync()
 
-    def flush_sync(self):
-        """Last flush, on the calling thread (ComfyUI's Ctrl-C skips on_shutdown)."""
+    def flush_sync(self, timeout: float = LAST_FLUSH_SECONDS):
+        """The last flush: write what is pending and give back the quota this
+        process claimed and did not spend, so a restart costs a key nothing.
+
+        Synchronous, for the places that cannot await: the SIGTERM/SIGINT
+        handler (server_routes/exit_signals.py; ComfyUI skips on_shutdown on
+        both) and atexit. It runs on the db thread, after every claim already
+        queued there, and waits at most ``timeout`` seconds; once the
+        interpreter is exiting (atexit) that thread is gone and it runs here.
+        """
         if self._closed or not self.ready:
             return
         self._closed = True
+        args = (self._drain(), self.quota.give_back(self.clock()) if self.quota is not None else {})
         try:
-            self._write(self._drain(), release_quota=True)
+            try:
+                done = self._executor.submit(self._on_db_thread, self._write_last, args, {})
+            except RuntimeError:  # interpreter shutdown: no new work on the db thread
+                self._on_db_thread(self._write_last, args, {})
+            else:
+                done.result(timeout)
+        except WaitTimeout:
+            log.error("[api-auth] the last usage flush did not finish within %.0f s; "
+                      "this process's unspent quota stays charged until the hour ends", timeout)
         except Exception:  # noqa: BLE001
             log.exception("[api-auth] final usage flush failed")
 
@@ -319,13 +343,54 @@ class AuthRuntime:
         await asyncio.sleep(0)  # let the requests of this burst line up first
         window = window_start(now)
         want = max(self.quota_waiters.get(key.pk, 0), self.quota.batch_size(key.pk, key.rate_limit, now))
-        granted, claimed = await self.run_db(repository.claim_quota, key.pk, window, want, key.rate_limit)
-        self.quota.grant(key.pk, window, granted, claimed)
+        landed = await self.run_db(self._claim_on_db, key.pk, window, want, key.rate_limit)
+        try:
+            self._landed.remove(landed)
+        except ValueError:  # the last flush gave it back already
+            return
+        self.quota.grant(*landed)
 
-    def requests_this_hour(self, key_pk: int, now: float) -> int:
-        if self.quota is not None:
-            return self.quota.used(key_pk, now)
-        return self.limiter.used(key_pk, now)
+    def _claim_on_db(self, database, key_pk, window, want, limit):
+        granted, claimed = repository.claim_quota(database, key_pk, window, want, limit)
+        landed = (key_pk, window, granted, claimed)
+        self._landed.append(landed)  # until the loop grants it (list ops are atomic under the GIL)
+        return landed
+
+    async def requests_this_hour(self, key_pks) -> dict[int, int]:
+        """{key pk: requests this UTC hour}, across every process and restart,
+        counted as the limiter charges them (README, "Rate limits").
+
+        Shared limits: what all processes claimed from the database and did not
+        give back, less what this process holds unspent. Every claim committed
+        before the read has been granted here when the read returns (the db
+        thread answers in order), so the subtraction matches the read.
+        Otherwise: what every process flushed, plus what this one has not yet;
+        taken before the read, since any flush drained before it is written
+        before the read.
+        """
+        window = window_start(self.clock())
+        key_pks = list(key_pks)
+        if self.quota is None:
+            unflushed = {key_pk: self.limiter.unflushed(key_pk, window) for key_pk in key_pks}
+        charged = await self._charged(window, key_pks)
+        if self.quota is None:
+            return {key_pk: charged.get(key_pk, 0) + unflushed[key_pk] for key_pk in key_pks}
+        return {key_pk: max(0, charged.get(key_pk, 0) - self.quota.unspent_of(key_pk, window))
+                for key_pk in key_pks}
+
+    async def refresh_claimed(self):
+        """Every REFRESH_INTERVAL, read the hour's claimed totals of the keys this
+        process holds quota of: X-RateLimit-Remaining then follows what other
+        processes claimed since, and quota they gave back can be claimed here."""
+        window = window_start(self.clock())
+        held = self.quota.held(window)
+        if held:
+            for key_pk, claimed in (await self._charged(window, held)).items():
+                self.quota.observe(key_pk, window, claimed)
+
+    async def _charged(self, window, key_pks):
+        # A long list reads the whole hour (one row per key used in it) rather than a huge IN (...).
+        return await self.run_db(repository.rate_counts, window, key_pks if len(key_pks) <= 100 else None)
 
     # ---- caches ------------------------------------------------------------------
 
@@ -419,12 +484,18 @@ class AuthRuntime:
     def _write_batch(self, database, batch):
         self._write(batch)
 
-    def _write(self, batch, release_quota=False):
+    def _write_last(self, database, batch, unspent):
+        # Claims that landed here after the loop stopped granting are unspent too.
+        landed, self._landed = self._landed, []
+        for key_pk, window, granted, _ in landed:
+            if granted:
+                unspent[(key_pk, window)] = unspent.get((key_pk, window), 0) + granted
+        if unspent:
+            repository.release_quota(database, unspent)
+        self._write(batch)
+
+    def _write(self, batch):
         cells, last_used, pending, jobs, audit = batch
-        if release_quota and self.quota is not None:
-            unspent = self.quota.unspent(self.clock())
-            if unspent:
-                repository.release_quota(self.database, unspent)
         if cells or last_used:
             repository.write_usage(self.database, cells, last_used)
         if pending:

@@ -89,6 +89,12 @@ class HourlyLimiter:
             return 0
         return state[1]
 
+    def unflushed(self, key_pk: int, window: int) -> int:
+        """Requests of ``window`` counted here and not yet written to the database."""
+        state = self._used.get(key_pk)
+        here = state[1] - state[2] if state is not None and state[0] == window else 0
+        return here + self._pending.get((key_pk, window), 0)
+
     def seed(self, key_pk: int, window: int, used: int):
         """Adopt a persisted count (at start)."""
         state = self._used.get(key_pk)
@@ -172,19 +178,45 @@ class SharedQuota:
         if state is None or state[0] != window:
             state = self._state[key_pk] = [window, 0, 0, 0, 0, 0]
         state[1] += granted
-        state[3] = max(state[3], claimed_total)
+        # The latest total, not the largest seen: this process claims a key's
+        # quota one batch at a time, so it is lower only when another process
+        # gave quota back (at shutdown), which is then free again.
+        state[3] = claimed_total
         state[4] = granted
         state[5] = state[1] - (granted >> 2)
 
-    def used(self, key_pk: int, now: float) -> int:
+    def held(self, window: int) -> list[int]:
+        """Keys this process has claimed quota of in ``window``."""
+        return [key_pk for key_pk, state in self._state.items() if state[0] == window]
+
+    def observe(self, key_pk: int, window: int, claimed_total: int):
+        """Adopt the hour's claimed total read from the database, so what
+        other processes claimed (or gave back) since this one's last claim
+        shows in ``take``'s answer, and a hour seen as spent opens again
+        when quota is given back."""
         state = self._state.get(key_pk)
-        return state[2] if state is not None and state[0] == window_start(now) else 0
+        if state is not None and state[0] == window:
+            state[3] = claimed_total
+
+    def unspent_of(self, key_pk: int, window: int) -> int:
+        """What this process claimed of ``window`` and has not spent."""
+        state = self._state.get(key_pk)
+        return state[1] - state[2] if state is not None and state[0] == window else 0
 
     def unspent(self, now: float) -> dict:
-        """{(key pk, window): claimed but not spent} for this hour, to give back at shutdown."""
+        """{(key pk, window): claimed but not spent} for this hour."""
         window = window_start(now)
         return {(key_pk, state[0]): state[1] - state[2] for key_pk, state in self._state.items()
                 if state[0] == window and state[1] > state[2]}
+
+    def give_back(self, now: float) -> dict:
+        """``unspent``, to return to the database at shutdown; this process no
+        longer spends it (a later request claims afresh)."""
+        unspent = self.unspent(now)
+        for key_pk, _ in unspent:
+            state = self._state[key_pk]
+            state[1] = state[2]
+        return unspent
 
     def forget(self, key_pk: int):
         self._state.pop(key_pk, None)

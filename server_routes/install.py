@@ -6,6 +6,7 @@ Routes go on ``PromptServer.instance.routes`` at import time, so ComfyUI's
 every other package has loaded and may have inserted its own.
 """
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -13,6 +14,7 @@ import re
 from .. import runtime as runtime_module
 from ..runtime import AuthRuntime, default_data_dir
 from .auth_api import AuthApi
+from .exit_signals import flush_on_exit_signals
 from .keys_api import KeysApi
 from .middleware import create_middleware
 from .prompt_gate import PromptGate
@@ -99,6 +101,8 @@ def _wire(prompt_server, runtime, gate, middleware):
                                           and all(_is_loopback(address) for address in addresses))
         await runtime.start()
         if runtime.ready:
+            # ComfyUI skips on_shutdown on SIGTERM and Ctrl-C: give unspent quota back there too.
+            flush_on_exit_signals(asyncio.get_running_loop(), runtime.flush_sync)
             log.info("[api-auth] mode %s; %d keys; local requests are %s", runtime.settings.mode,
                      len(runtime.keys_by_pk), "admin" if runtime.trusted_local_possible else "not trusted")
 

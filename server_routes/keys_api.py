@@ -4,8 +4,6 @@ Admin-only routes are guarded by the access policy in the middleware; the
 handlers here only parse, delegate and format.
 """
 
-import time
-
 from aiohttp import web
 
 from ..auth import validation
@@ -16,8 +14,9 @@ from .responses import BodyError, error, invalid, read_json
 CREATED_MESSAGE = "API key created. Save this key - it will not be shown again."
 
 
-def key_json(runtime, record: KeyRecord, pending_last_used: dict | None = None) -> dict:
-    now = time.time()
+def key_json(runtime, record: KeyRecord, pending_last_used: dict | None = None,
+             requests_this_hour: dict | None = None) -> dict:
+    """``requests_this_hour`` is ``runtime.requests_this_hour(...)`` (none: a new key, 0)."""
     return {
         "key_id": record.key_id,
         "name": record.name,
@@ -29,7 +28,7 @@ def key_json(runtime, record: KeyRecord, pending_last_used: dict | None = None) 
         "metadata": record.metadata,
         "scopes": list(record.scopes),
         "job_limits": {"prompts_per_hour": record.prompts_per_hour, "max_waiting": record.max_waiting},
-        "requests_this_hour": runtime.requests_this_hour(record.pk, now),
+        "requests_this_hour": (requests_this_hour or {}).get(record.pk, 0),
     }
 
 
@@ -86,7 +85,8 @@ class KeysApi:
     async def list(self, request):
         records = await self.runtime.list_keys()
         pending = self.runtime.usage.pending_last_used()
-        return web.json_response({"keys": [key_json(self.runtime, record, pending) for record in records]})
+        counts = await self.runtime.requests_this_hour(record.pk for record in records)
+        return web.json_response({"keys": [key_json(self.runtime, record, pending, counts) for record in records]})
 
     async def read(self, request):
         key_id = request.match_info["key_id"]
@@ -97,7 +97,7 @@ class KeysApi:
         record = await self.runtime.get_key(key_id) if _plausible_key_id(key_id) else None
         if record is None:
             return _not_found(key_id)
-        body = key_json(self.runtime, record)
+        body = key_json(self.runtime, record, None, await self.runtime.requests_this_hour([record.pk]))
         body["usage_stats"] = await self.runtime.usage_stats(record, days)
         return web.json_response(body)
 
@@ -114,7 +114,7 @@ class KeysApi:
             return _not_found(key_id)
         action = {False: "key_disable", True: "key_enable"}.get(changes.get("is_active"), "key_update")
         audit(self.runtime, request, action, key_id, fields=sorted(changes))
-        body = key_json(self.runtime, record)
+        body = key_json(self.runtime, record, None, await self.runtime.requests_this_hour([record.pk]))
         body["message"] = "API key updated."
         return web.json_response(body)
 
@@ -138,7 +138,7 @@ class KeysApi:
             "key_name": record.name,
             "rate_limit": record.rate_limit,
             "job_limits": {"prompts_per_hour": record.prompts_per_hour, "max_waiting": record.max_waiting},
-            "requests_this_hour": self.runtime.requests_this_hour(record.pk, time.time()),
+            "requests_this_hour": (await self.runtime.requests_this_hour([record.pk]))[record.pk],
             "usage_stats": await self.runtime.usage_stats(record, days),
         })
 

@@ -242,8 +242,14 @@ def release_quota(database, unspent: dict):
                 (RateWindow.key_pk == key_pk) & (RateWindow.window == window) & (RateWindow.used >= count)).execute()
 
 
-def rate_counts(database, window: int) -> dict:
-    return {row.key_pk: row.used for row in RateWindow.select().where(RateWindow.window == window)}
+def rate_counts(database, window: int, key_pks=None) -> dict:
+    """{key pk: requests charged in ``window``}: with shared limits what every
+    process claimed and did not give back, otherwise what every process spent
+    and flushed. ``key_pks`` narrows it to some keys."""
+    condition = RateWindow.window == window
+    if key_pks is not None:
+        condition &= RateWindow.key_pk.in_(list(key_pks))
+    return {row.key_pk: row.used for row in RateWindow.select().where(condition)}
 
 
 def usage_rows(database, key_pk: int, since_hour: int) -> list[tuple]:

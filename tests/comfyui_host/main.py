@@ -12,7 +12,8 @@ Order of events, as in ComfyUI's main.py:
 
 Stand-in addition: SIGTERM and SIGINT stop the server gracefully, running the
 app's on_shutdown and on_cleanup handlers (ComfyUI itself just dies on
-SIGTERM, and on Ctrl+C only prints "Stopped server").
+SIGTERM, and on Ctrl+C only prints "Stopped server"). With --comfyui-signals
+the stand-in does exactly what ComfyUI does instead (``run_comfyui_way``).
 """
 import os
 import sys
@@ -212,11 +213,27 @@ except Exception:  # pragma: no cover
     aiohttp_ws_going_away = 1001
 
 
+def run_comfyui_way(event_loop, start_all_func):
+    """The end of ComfyUI 0.3.64's main.py: no signal handler, so SIGTERM kills
+    the process where it stands (no on_shutdown, no atexit) and Ctrl-C raises
+    KeyboardInterrupt out of the loop (no on_shutdown; atexit runs)."""
+    try:
+        x = start_all_func()
+        app.logger.print_startup_warnings()
+        event_loop.run_until_complete(x)
+    except KeyboardInterrupt:
+        logging.info("\nStopped server")
+    cleanup_temp()
+
+
 if __name__ == "__main__":
     logging.info("Python version: {}".format(sys.version))
     logging.info("ComfyUI version: {} (stand-in)".format(comfyui_version.__version__))
 
     event_loop, prompt_server, start_all_func = start_comfyui()
+    if args.comfyui_signals:
+        run_comfyui_way(event_loop, start_all_func)
+        sys.exit(0)
     main_task = event_loop.create_task(start_all_func())
     stop_requested = asyncio.Event()
 

@@ -85,6 +85,9 @@ parser.add_argument("--emulate-system-users", action="store_true",
                     help="(stand-in only) Behave like ComfyUI after 0.3.64 (PR #10966): folder_paths has "
                          "get_system_user_directory(), get_public_user_directory() and SYSTEM_USER_PREFIX, "
                          "and the user manager refuses user ids that start with '__'.")
+parser.add_argument("--comfyui-signals", action="store_true",
+                    help="(stand-in only) Handle SIGTERM and SIGINT exactly as ComfyUI 0.3.64 does: "
+                         "SIGTERM kills the process, Ctrl-C stops the loop; neither runs on_shutdown.")
 
 if comfy.options.args_parsing:
     args = parser.parse_args()
