@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -79,3 +80,32 @@ def test_manager_style_install_into_a_fresh_environment_then_start(tmp_path):
         process.terminate()
         output = process.communicate(timeout=15)[0]
     assert "IMPORT FAILED" not in output, output
+
+
+def copy_of_the_repository(destination):
+    """The repository's files (not .git, .venv, node_modules or run output) in another folder."""
+    top_level_output = {".git", ".venv", ".demo", "user", ".pytest_cache"}
+
+    def ignore(folder, names):
+        skipped = {"__pycache__", "node_modules", "artifacts"}
+        if os.path.samefile(folder, REPO):
+            skipped |= top_level_output
+        return [name for name in names if name in skipped]
+
+    shutil.copytree(REPO, destination, ignore=ignore)
+    return destination
+
+
+def test_the_tests_run_in_a_clone_named_comfyui_api_auth(tmp_path):
+    """The README's, run.sh's and ComfyUI-Manager's folder name is no Python module
+    name: pytest must still run the suite there (it used to import the root
+    __init__.py as a lone module and fail every test on its relative imports)."""
+    clone = copy_of_the_repository(tmp_path / "comfyui-api-auth")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_core_rules.py::test_generated_keys_are_well_formed_and_unique",
+         "tests/test_keys_api.py::test_changes_apply_to_the_very_next_request_of_a_key_already_in_use"],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 passed" in result.stdout, result.stdout
