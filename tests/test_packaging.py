@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -10,6 +9,7 @@ import tomllib
 import requests
 
 from conftest import HOST_DIR, REPO, free_port
+from repo_copy import copy_of_the_repository
 
 
 def pyproject():
@@ -80,20 +80,6 @@ def test_manager_style_install_into_a_fresh_environment_then_start(tmp_path):
         process.terminate()
         output = process.communicate(timeout=15)[0]
     assert "IMPORT FAILED" not in output, output
-
-
-def copy_of_the_repository(destination):
-    """The repository's files (not .git, .venv, node_modules or run output) in another folder."""
-    top_level_output = {".git", ".venv", ".demo", "user", ".pytest_cache"}
-
-    def ignore(folder, names):
-        skipped = {"__pycache__", "node_modules", "artifacts"}
-        if os.path.samefile(folder, REPO):
-            skipped |= top_level_output
-        return [name for name in names if name in skipped]
-
-    shutil.copytree(REPO, destination, ignore=ignore)
-    return destination
 
 
 def test_the_tests_run_in_a_clone_named_comfyui_api_auth(tmp_path):
