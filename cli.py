@@ -92,9 +92,8 @@ def resolve_database_url(options) -> str:
 
 
 def _sqlite_file(url: str) -> str | None:
-    if url.split(":", 1)[0].lower() == "sqlite" and url.startswith("sqlite:///"):
-        return url[len("sqlite:///"):]
-    return None
+    """The file of a SQLite URL as storage.database opens it; None for other databases."""
+    return url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
 
 
 def _open(options):
