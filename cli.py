@@ -6,6 +6,14 @@ processes pick up changes within their refresh interval.
 
     python custom_nodes/<package> create-key --name ops --admin
     python custom_nodes/<package> set-password
+
+It finds the database as the server does: --db, else COMFYUI_API_AUTH_DB,
+else the one of the data directory: --data-dir or COMFYUI_API_AUTH_DATA_DIR,
+else <user dir>/__api_auth with the user dir from --user-directory, else
+<COMFYUI_DIR>/user, else <ComfyUI>/user when this folder is (or is reached
+through) <ComfyUI>/custom_nodes/<package>. It never creates a database: the
+server does at its first start, so a database that is not there means the
+wrong place, and the command stops and asks where.
 """
 
 import argparse
@@ -15,38 +23,95 @@ import os
 import sys
 import time
 
+import peewee
+
 from .auth import keys as key_format
 from .auth import passwords, validation
 from .auth.config import ConfigError, load_settings
+from .runtime import DATA_DIR_NAME, DB_FILE_NAME
 from .storage import database as db_open
 from .storage import migrations, repository
+from .storage.models import ALL_MODELS
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+SAY_WHERE = ("Say where the server's database is: --user-directory DIR (ComfyUI's user folder), "
+             "--data-dir DIR (<user folder>/" + DATA_DIR_NAME + ") or --db URL; or set COMFYUI_DIR, "
+             "COMFYUI_API_AUTH_DATA_DIR or COMFYUI_API_AUTH_DB as for the server.")
 
 
-def _default_user_directory() -> str:
-    # <ComfyUI>/custom_nodes/<package> -> <ComfyUI>/user
-    return os.path.join(os.path.dirname(os.path.dirname(PACKAGE_DIR)), "user")
+def _package_folder_spellings() -> list[str]:
+    """This folder's path, and the one the shell was cd'd through if that differs.
+
+    ``cd ComfyUI/custom_nodes/<link> && python .`` gives a ``__file__`` under
+    the link's target (the working directory resolves links); the shell's
+    ``$PWD`` still says where the link is.
+    """
+    spellings = [PACKAGE_DIR]
+    shell_dir = os.environ.get("PWD", "")
+    if shell_dir and shell_dir != PACKAGE_DIR and os.path.realpath(shell_dir) == os.path.realpath(PACKAGE_DIR):
+        spellings.append(shell_dir)
+    return spellings
+
+
+def _comfyui_user_directory() -> str | None:
+    """<ComfyUI>/user when this folder is <ComfyUI>/custom_nodes/<package>, else None."""
+    for folder in _package_folder_spellings():
+        custom_nodes = os.path.dirname(folder)
+        if os.path.basename(custom_nodes) == "custom_nodes":
+            return os.path.join(os.path.dirname(custom_nodes), "user")
+    return None
+
+
+def _data_directory(options) -> str | None:
+    """The server's data directory as the server computes it (runtime.default_data_dir)."""
+    if options.data_dir:
+        return os.path.abspath(options.data_dir)
+    if os.environ.get("COMFYUI_API_AUTH_DATA_DIR"):
+        return os.path.abspath(os.environ["COMFYUI_API_AUTH_DATA_DIR"])
+    user_directory = options.user_directory
+    if not user_directory and os.environ.get("COMFYUI_DIR"):
+        user_directory = os.path.join(os.environ["COMFYUI_DIR"], "user")
+    user_directory = user_directory or _comfyui_user_directory()
+    return os.path.join(os.path.abspath(user_directory), DATA_DIR_NAME) if user_directory else None
 
 
 def resolve_database_url(options) -> str:
     if options.db:
         return options.db
-    data_dir = options.data_dir or os.environ.get("COMFYUI_API_AUTH_DATA_DIR") or os.path.join(
-        options.user_directory or _default_user_directory(), "__api_auth")
+    data_dir = _data_directory(options)
+    if data_dir is None:
+        if os.environ.get("COMFYUI_API_AUTH_DB"):  # wins over config.json anyway
+            return os.environ["COMFYUI_API_AUTH_DB"]
+        raise SystemExit(f"error: cannot tell which ComfyUI this package belongs to: {PACKAGE_DIR} is not "
+                         f"inside a ComfyUI custom_nodes folder (a link to it does not say where it is).\n{SAY_WHERE}")
     try:
         settings = load_settings(os.environ, os.path.join(data_dir, "config.json"))
     except ConfigError as error:
         raise SystemExit(f"error: bad setting {error}")
-    return settings.db_url or db_open.sqlite_url(os.path.join(data_dir, "auth.db"))
+    return settings.db_url or db_open.sqlite_url(os.path.join(data_dir, DB_FILE_NAME))
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL as storage.database opens it; None for other databases."""
+    return url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
 
 
 def _open(options):
     url = resolve_database_url(options)
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not os.path.isfile(sqlite_file):
+        # opening it would create an empty database that no server reads
+        raise SystemExit(f"error: there is no database at {os.path.abspath(sqlite_file)}; ComfyUI creates it "
+                         f"when it first starts with this package.\n{SAY_WHERE}")
     try:
         database = db_open.open_database(url)
+        database.bind(ALL_MODELS)
+        if migrations.current_version(database) == 0:
+            database.close()
+            raise SystemExit(f"error: {db_open.describe(url)} holds no tables of this package yet; ComfyUI "
+                             f"creates them when it first starts with this package.\n{SAY_WHERE}")
         migrations.ensure_ready(database)
-    except (migrations.SchemaTooNew, db_open.DatabaseUrlError) as error:
+    except (migrations.SchemaTooNew, db_open.DatabaseUrlError, peewee.OperationalError) as error:
         raise SystemExit(f"error: {error}")
     return database, url
 
@@ -138,9 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python <package folder>", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--db", help="database URL (default: COMFYUI_API_AUTH_DB, else the SQLite file)")
-    where.add_argument("--data-dir", help="the package's data directory (<user dir>/__api_auth)")
-    where.add_argument("--user-directory", help="ComfyUI's user directory (default: <ComfyUI>/user)")
+    where.add_argument("--db", help="database URL (default: COMFYUI_API_AUTH_DB, else the data directory's)")
+    where.add_argument("--data-dir", help=f"the package's data directory (<user dir>/{DATA_DIR_NAME})")
+    where.add_argument("--user-directory", help="ComfyUI's user directory (default: <COMFYUI_DIR>/user, "
+                                                "else <ComfyUI>/user when run from <ComfyUI>/custom_nodes)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     create = commands.add_parser("create-key", help="create a key and print it once")

@@ -4,17 +4,26 @@
 #   ./run.sh /path/to/ComfyUI [ComfyUI args...]   (or COMFYUI_DIR=/path/to/ComfyUI ./run.sh)
 #       installs requirements.txt into that ComfyUI's Python, links this folder
 #       into its custom_nodes/ and starts ComfyUI.
-#   ./run.sh
+#   ./run.sh [--flag ...]
 #       no ComfyUI here: starts the package on its bundled minimal host (the
-#       ComfyUI stand-in the tests use) at http://127.0.0.1:8188.
+#       ComfyUI stand-in the tests use) at http://127.0.0.1:8188
+#       (PORT and LISTEN change the port and the address).
+# A first argument that does not start with "-" is the ComfyUI folder: if it
+# is not one, nothing is installed or started.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 comfy="${COMFYUI_DIR:-}"
-if [ $# -gt 0 ] && [ -f "$1/main.py" ]; then comfy="$1"; shift; fi
+if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
+  comfy="$1"; shift
+  [ -n "$comfy" ] || { echo "not a ComfyUI checkout: (an empty argument)" >&2; exit 2; }
+fi
+if [ -n "$comfy" ] && { [ ! -f "$comfy/main.py" ] || [ ! -d "$comfy/custom_nodes" ]; }; then
+  echo "not a ComfyUI checkout: $comfy (no main.py and custom_nodes/ there)" >&2
+  exit 2
+fi
 
 if [ -n "$comfy" ]; then
   comfy="$(cd "$comfy" && pwd)"
-  [ -f "$comfy/main.py" ] && [ -d "$comfy/custom_nodes" ] || { echo "not a ComfyUI checkout: $comfy" >&2; exit 2; }
   py="${COMFYUI_PYTHON:-}"
   if [ -z "$py" ]; then
     for candidate in "$comfy/venv/bin/python" "$comfy/.venv/bin/python" "$comfy/../python_embeded/python"; do

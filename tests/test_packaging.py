@@ -6,9 +6,11 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
 import requests
 
 from conftest import HOST_DIR, REPO, free_port
+from repo_copy import copy_of_the_repository
 
 
 def pyproject():
@@ -79,3 +81,67 @@ def test_manager_style_install_into_a_fresh_environment_then_start(tmp_path):
         process.terminate()
         output = process.communicate(timeout=15)[0]
     assert "IMPORT FAILED" not in output, output
+
+
+def test_the_tests_run_in_a_clone_named_comfyui_api_auth(tmp_path):
+    """The README's, run.sh's and ComfyUI-Manager's folder name is no Python module
+    name: pytest must still run the suite there (it used to import the root
+    __init__.py as a lone module and fail every test on its relative imports)."""
+    clone = copy_of_the_repository(tmp_path / "comfyui-api-auth")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         "tests/test_core_rules.py::test_generated_keys_are_well_formed_and_unique",
+         "tests/test_keys_api.py::test_changes_apply_to_the_very_next_request_of_a_key_already_in_use",
+         # reads a document: it must be in the repository, not beside it (no skip)
+         "tests/test_user_guide.py::test_our_guide_keeps_the_seed_examples_unchanged"],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "3 passed" in result.stdout and "skipped" not in result.stdout, result.stdout
+
+
+def spy_python(folder, log):
+    """A python3 that only notes its arguments: shows what run.sh would install or start."""
+    folder.mkdir()
+    spy = folder / "python3"
+    spy.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+    spy.chmod(0o755)
+    return str(spy)
+
+
+def run_sh(here, *args, path_first, env=None):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI")}
+    clean["PATH"] = path_first + os.pathsep + clean["PATH"]
+    clean.update(env or {})
+    return subprocess.run(["bash", os.path.join(here, "run.sh"), *args], env=clean,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("first", ["/path/with/typo", "ComfyUl", "{empty folder}", "", "{file}"])
+def test_run_sh_stops_on_a_first_argument_that_is_no_comfyui_checkout(tmp_path, first):
+    """A mistyped ComfyUI path must not fall through to the bundled stand-in."""
+    here = copy_of_the_repository(tmp_path / "comfyui-api-auth")  # no .venv: nothing to start with
+    (tmp_path / "empty folder").mkdir()
+    (tmp_path / "file").write_text("")
+    first = first.format(**{"empty folder": str(tmp_path / "empty folder"), "file": str(tmp_path / "file")})
+    log = tmp_path / "python-calls.log"
+    result = run_sh(here, first, "--port", "1", path_first=os.path.dirname(spy_python(tmp_path / "bin", log)))
+    assert result.returncode != 0
+    assert f"not a ComfyUI checkout: {first or '(an empty argument)'}" in result.stderr, result.stderr
+    assert not log.exists(), "run.sh ran python: " + log.read_text()
+    assert not (here / ".venv").exists() and not (here / ".demo").exists()
+
+
+def test_run_sh_with_a_comfyui_checkout_installs_into_its_python_links_and_starts_it(tmp_path):
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "custom_nodes").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    log = tmp_path / "python-calls.log"
+    python = spy_python(tmp_path / "bin", log)
+    result = run_sh(REPO, str(comfy), "--port", "8190", path_first="/nonexistent",
+                    env={"COMFYUI_PYTHON": python})
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert calls[:-1] == [f"-m pip install --quiet {line}" for line in requirement_lines()]
+    assert calls[-1] == "main.py --port 8190"
+    assert os.path.realpath(comfy / "custom_nodes" / "comfyui-api-auth") == os.path.realpath(REPO)
