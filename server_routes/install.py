@@ -8,6 +8,7 @@ every other package has loaded and may have inserted its own.
 
 import ipaddress
 import logging
+import os
 import re
 
 from .. import runtime as runtime_module
@@ -27,6 +28,34 @@ def listen_addresses():
     except ImportError:
         return ["127.0.0.1"]
     return [part.strip() for part in (getattr(args, "listen", None) or "127.0.0.1").split(",") if part.strip()]
+
+
+def listen_port() -> int:
+    try:
+        from comfy.cli_args import args
+    except ImportError:
+        return 8188
+    return getattr(args, "port", None) or 8188
+
+
+LOCAL_TRUST_TEXT = {"on": "admin", "bootstrap": "allowed to manage non-admin keys until an admin exists",
+                    "off": "not trusted"}
+
+
+def announce_setup_code(runtime, addresses):
+    """While no admin exists, print a one-time code that sets the admin password
+    (as Jupyter prints its token): whoever reads this console owns the server."""
+    code = runtime.new_setup_code()
+    if code is None:
+        return
+    host = addresses[0] if addresses else "127.0.0.1"
+    if host in ("0.0.0.0", "::", "") or host.startswith("0.0.0.0"):
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    folder = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    log.info("[api-auth] no admin yet: open http://%s:%s/login and enter setup code %s, "
+             "or run: python custom_nodes/%s set-password", host, listen_port(), code, folder)
 
 
 def _is_loopback(host: str) -> bool:
@@ -92,12 +121,14 @@ def _wire(prompt_server, runtime, gate, middleware):
             app.middlewares.remove(middleware)
         app.middlewares.insert(0, middleware)
         addresses = listen_addresses()
-        runtime.trusted_local_possible = (runtime.settings.trust_localhost
-                                          and all(_is_loopback(address) for address in addresses))
+        loopback_only = all(_is_loopback(address) for address in addresses)
+        runtime.local_trust = runtime.settings.trust_localhost if loopback_only else "off"
+        runtime.trusted_local_possible = runtime.local_trust != "off"
         await runtime.start()
         if runtime.ready:
             log.info("[api-auth] mode %s; %d keys; local requests are %s", runtime.settings.mode,
-                     len(runtime.keys_by_pk), "admin" if runtime.trusted_local_possible else "not trusted")
+                     len(runtime.keys_by_pk), LOCAL_TRUST_TEXT[runtime.local_trust])
+            announce_setup_code(runtime, addresses)
 
     async def on_shutdown(app):
         await runtime.stop()

@@ -89,12 +89,19 @@ def free_port() -> int:
 
 
 class Host:
-    """One ComfyUI stand-in process with the package installed."""
+    """One ComfyUI stand-in process with the package installed.
 
-    def __init__(self, workdir, env=None, listen="127.0.0.1", extra_args=()):
+    Most tests manage keys freely from loopback, so in ``enable`` mode a host
+    makes local requests full admin (``COMFYUI_API_AUTH_TRUST_LOCALHOST=on``)
+    unless the test sets the variable or asks for the shipped default with
+    ``local_admin=False`` (``bootstrap``: non-admin keys only, until an admin exists)."""
+
+    def __init__(self, workdir, env=None, listen="127.0.0.1", extra_args=(), local_admin=True):
         self.workdir = str(workdir)
         self.user_dir = os.path.join(self.workdir, "user")
         self.env = dict(env or {})
+        if local_admin and self.env.get("COMFYUI_API_AUTH", "enable") == "enable":
+            self.env.setdefault("COMFYUI_API_AUTH_TRUST_LOCALHOST", "on")
         self.own_database = None
         if ON_POSTGRES and "COMFYUI_API_AUTH_DB" not in self.env:
             self.own_database = self.env["COMFYUI_API_AUTH_DB"] = fresh_postgres_database()
@@ -137,12 +144,12 @@ class Host:
                 time.sleep(0.05)
         raise RuntimeError("host did not start:\n" + self.log())
 
-    def cli(self, *args, check=True):
+    def cli(self, *args, check=True, input=None):
         """Run the package's command line against this server's database."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI_API_AUTH")}
         env.update(self.env)
         return subprocess.run([sys.executable, REPO, "--user-directory", self.user_dir, *args],
-                              capture_output=True, text=True, check=check, env=env)
+                              capture_output=True, text=True, check=check, env=env, input=input)
 
     def log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as handle:
@@ -179,6 +186,10 @@ class Host:
         kw.setdefault("timeout", 10)
         return requests.patch(self.url(path), **kw)
 
+    def put(self, path, **kw):
+        kw.setdefault("timeout", 10)
+        return requests.put(self.url(path), **kw)
+
     def delete(self, path, **kw):
         kw.setdefault("timeout", 10)
         return requests.delete(self.url(path), **kw)
@@ -208,5 +219,11 @@ def make_host(tmp_path):
 
 @pytest.fixture
 def host(make_host):
-    """Default local install: enable mode, loopback, local requests are admin."""
+    """A local install in enable mode whose local requests are admin (see Host)."""
     return make_host()
+
+
+@pytest.fixture
+def fresh_host(make_host):
+    """A fresh install with every setting at its shipped default."""
+    return make_host(local_admin=False)
