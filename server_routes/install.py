@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import os
 import re
+import sys
 
 from .. import runtime as runtime_module
 from ..runtime import AuthRuntime, default_data_dir
@@ -42,9 +43,23 @@ LOCAL_TRUST_TEXT = {"on": "admin", "bootstrap": "allowed to manage non-admin key
                     "off": "not trusted"}
 
 
+def _to_terminal(line: str):
+    """Write to the process's real stderr, not through logging or sys.stderr:
+    ComfyUI captures both and serves them at /internal/logs (and to /ws
+    subscribers), which anyone may read in enable mode."""
+    stream = sys.__stderr__
+    if stream is None:
+        return
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def announce_setup_code(runtime, addresses):
     """While no admin exists, print a one-time code that sets the admin password
-    (as Jupyter prints its token): whoever reads this console owns the server."""
+    (as Jupyter prints its token): whoever reads this terminal owns the server."""
     code = runtime.new_setup_code()
     if code is None:
         return
@@ -54,8 +69,8 @@ def announce_setup_code(runtime, addresses):
     elif ":" in host and not host.startswith("["):
         host = f"[{host}]"
     folder = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    log.info("[api-auth] no admin yet: open http://%s:%s/login and enter setup code %s, "
-             "or run: python custom_nodes/%s set-password", host, listen_port(), code, folder)
+    _to_terminal(f"[api-auth] no admin yet: open http://{host}:{listen_port()}/login and enter setup code {code}, "
+                 f"or run: python custom_nodes/{folder} set-password")
 
 
 def _is_loopback(host: str) -> bool:

@@ -226,6 +226,19 @@ def test_setup_code_is_printed_and_sets_the_password_once(make_host):
     assert "no admin yet" not in host.log().split("mode enable")[-1]  # an admin exists: no new code
 
 
+def test_the_setup_code_is_not_served_with_comfyuis_logs(make_host, forwarder_to):
+    """ComfyUI serves its captured console at /internal/logs (and to /ws
+    subscribers), to anyone in enable mode: the code goes to the terminal only."""
+    host = make_host(local_admin=False)
+    code = setup_code_of(host)  # in the process's terminal output
+    remote = forwarder_to(host)
+    for path in ("/internal/logs", "/internal/logs/raw"):
+        response = requests.get(remote.url(path), headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10)
+        assert response.status_code == 200, path
+        assert "api-auth" in response.text, path  # the package's other lines are there
+        assert code not in response.text and code.replace("-", "") not in response.text, path
+
+
 def test_a_burst_of_right_setup_codes_sets_the_password_once(make_host):
     host = make_host(local_admin=False)
     code = setup_code_of(host)
