@@ -184,6 +184,12 @@ def cmd_delete_key(options, database):
 
 
 def cmd_set_password(options, database):
+    if os.environ.get("COMFYUI_API_AUTH_ADMIN_PASSWORD"):
+        # The variable is the password while it is set: ComfyUI would put it
+        # back at its next start, silently undoing this change.
+        raise SystemExit("error: COMFYUI_API_AUTH_ADMIN_PASSWORD is set, so the admin password is managed by the "
+                         "environment: change the variable (and restart ComfyUI), or unset it to manage the "
+                         "password here")
     if options.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:

@@ -23,10 +23,12 @@ import peewee
 
 from .auth import keys as key_format
 from .auth import passwords
+from .auth import setup_code
 from .auth.config import ConfigError, Settings, load_settings
 from .auth.jobs import INTERRUPTED, JobTracker, outcome_from_history, summarize_jobs
 from .auth.policy import AccessPolicy
 from .auth.principals import KeyRecord, Principal, for_key
+from .auth.proxies import TrustedProxies
 from .auth.ratelimit import HourlyLimiter, SharedQuota, window_start
 from .auth.throttle import AttemptThrottle
 from .auth.usage import UsageAggregator, summarize
@@ -123,7 +125,11 @@ class AuthRuntime:
         self.last_used: dict[int, float] = {}
         self.login_throttle = AttemptThrottle(10, 300)
         self.trusted_local_possible = False
+        self.local_trust = "off"  # what a trusted local request gets here: bootstrap, on or off (set by install)
+        self.trusted_proxies = TrustedProxies()
         self.admin_password_set = False
+        self.admin_keys: set[int] = set()  # pks of active keys with the admin scope
+        self._setup_code: bytes | None = None  # digest of the one-time setup code, while no admin exists
         self._revision = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-auth-db")
         self._tasks: list[asyncio.Task] = []
@@ -173,6 +179,7 @@ class AuthRuntime:
             return
         self.policy = AccessPolicy(self.settings.mode, self.settings.public_paths)
         self.login_throttle = AttemptThrottle(self.settings.login_attempts, self.settings.login_window)
+        self.trusted_proxies = TrustedProxies(self.settings.trusted_proxies)
 
     def fail(self, reason: str):
         reason = db_open.mask_secrets(reason)  # it may quote a database URL or error; it is logged
@@ -401,12 +408,17 @@ class AuthRuntime:
             self.key_principals.pop(bytes.fromhex(old.key_hash), None)
         self.keys_by_pk[record.pk] = record
         self.key_principals[bytes.fromhex(record.key_hash)] = for_key(record, "header")
+        if record.is_admin and record.is_active:
+            self.admin_keys.add(record.pk)
+        else:
+            self.admin_keys.discard(record.pk)
         if record.last_used and record.last_used > self.last_used.get(record.pk, 0.0):
             self.last_used[record.pk] = record.last_used
 
     def _forget(self, key_pk: int):
         self.verified_bearers.clear()
         record = self.keys_by_pk.pop(key_pk, None)
+        self.admin_keys.discard(key_pk)
         if record is not None:
             self.key_principals.pop(bytes.fromhex(record.key_hash), None)
         for hashed, session in list(self.sessions.items()):
@@ -647,6 +659,42 @@ class AuthRuntime:
         loop = asyncio.get_running_loop()
         # bcrypt takes ~0.2 s: on a worker thread, not the loop, not the db thread.
         return await loop.run_in_executor(None, passwords.check_password, password, stored)
+
+    @property
+    def admin_exists(self) -> bool:
+        """An admin can sign in: an admin password is set or an active admin key exists."""
+        return self.admin_password_set or bool(self.admin_keys)
+
+    @property
+    def admin_password_managed(self) -> bool:
+        """COMFYUI_API_AUTH_ADMIN_PASSWORD is set: it is the password, changed only there."""
+        return self.settings.admin_password is not None
+
+    def new_setup_code(self) -> str | None:
+        """A fresh one-time setup code to print, or None when an admin exists already."""
+        if self.admin_exists:
+            self._setup_code = None
+            return None
+        shown, self._setup_code = setup_code.new_code()
+        return shown
+
+    @property
+    def setup_available(self) -> bool:
+        return self._setup_code is not None and not self.admin_exists
+
+    def take_setup_code(self, typed: str) -> bytes | None:
+        """The code's digest, once, for the right code while no admin exists (the
+        code is spent then); None otherwise. No await in here: two requests with
+        the right code cannot both pass."""
+        if not self.setup_available or not setup_code.matches(typed, self._setup_code):
+            return None
+        spent, self._setup_code = self._setup_code, None
+        return spent
+
+    def give_back_setup_code(self, spent: bytes):
+        """Setting the password failed (database down): the code stays usable."""
+        if self._setup_code is None and not self.admin_exists:
+            self._setup_code = spent
 
     async def set_admin_password(self, password: str):
         loop = asyncio.get_running_loop()

@@ -4,6 +4,7 @@ A bad value raises :class:`ConfigError` naming the variable; the caller then
 answers every request with 503 instead of falling back to an open server.
 """
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from .policy import is_package_path
 
 ENV_PREFIX = "COMFYUI_API_AUTH"
 MODES = ("enable", "require", "off")
+# What a trusted local request may do (see the README, "Becoming admin").
+LOCAL_TRUST = ("bootstrap", "on", "off")
 CONFIG_FILE_NAME = "config.json"
 
 
@@ -26,7 +29,9 @@ class Settings:
     mode: str = "enable"
     db_url: str | None = None
     admin_password: str | None = field(default=None, repr=False)
-    trust_localhost: bool = True
+    trust_localhost: str = "bootstrap"  # one of LOCAL_TRUST
+    trusted_proxies: tuple = ()  # ip_network objects whose X-Forwarded-For / -Proto are believed
+    allow_framing: bool = False  # True: HTML pages may be framed by other sites
     public_paths: tuple[str, ...] = ()
     session_ttl: int = 7 * 24 * 3600
     usage_retention_days: int = 400
@@ -104,6 +109,32 @@ def _parse_on_off(text):
     return "on" if _parse_bool(text) else "off"
 
 
+def _parse_local_trust(text):
+    value = str(text).strip().lower() if not isinstance(text, bool) else ("on" if text else "off")
+    if value in LOCAL_TRUST:
+        return value
+    try:
+        return "on" if _parse_bool(value) else "off"  # the old boolean values
+    except ValueError:
+        raise ValueError("expected bootstrap, on or off") from None
+
+
+def _parse_networks(text):
+    """Addresses or CIDRs, comma-separated (or a JSON list); a host part in a CIDR is refused."""
+    items = text if isinstance(text, list) else str(text).split(",")
+    if not isinstance(text, list) and not str(text).strip():
+        return ()
+    networks = []
+    for item in items:
+        entry = str(item).strip()
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=True))
+        except ValueError:
+            raise ValueError(f"'{entry}' is not an IP address or CIDR (expected e.g. 127.0.0.1, 10.0.0.0/8, ::1)") \
+                from None
+    return tuple(networks)
+
+
 def _parse_text(text):
     value = str(text)
     if not value:
@@ -115,7 +146,9 @@ OPTIONS = {
     "": ("mode", _parse_mode),
     "DB": ("db_url", _parse_text),
     "ADMIN_PASSWORD": ("admin_password", _parse_text),
-    "TRUST_LOCALHOST": ("trust_localhost", _parse_bool),
+    "TRUST_LOCALHOST": ("trust_localhost", _parse_local_trust),
+    "TRUSTED_PROXIES": ("trusted_proxies", _parse_networks),
+    "ALLOW_FRAMING": ("allow_framing", _parse_bool),
     "PUBLIC_PATHS": ("public_paths", _parse_paths),
     "SESSION_TTL": ("session_ttl", _int_range(60, 366 * 24 * 3600)),
     "USAGE_RETENTION_DAYS": ("usage_retention_days", _int_range(1, 10000)),
@@ -169,5 +202,5 @@ def load_settings(environ=None, config_path: str | None = None) -> Settings:
     mode = values.get("mode", "enable")
     # Trusting loopback is a convenience for a desktop install; in require
     # mode the operator asked for a locked server, so it is off unless asked.
-    values.setdefault("trust_localhost", mode == "enable")
+    values.setdefault("trust_localhost", "bootstrap" if mode == "enable" else "off")
     return Settings(**values)

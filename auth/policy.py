@@ -10,6 +10,7 @@ from .principals import Principal
 
 PUBLIC = "public"          # anyone, in every mode
 ADMIN = "admin"            # admin only, in every mode
+KEYS = "keys"              # key management: admin, or the local bootstrap (non-admin keys only, see keys_api)
 KEY_HOLDER = "key_holder"  # a principal that carries a key
 DEFAULT = "default"        # everything else: open in enable, principal in require
 
@@ -24,8 +25,9 @@ BUILTIN_RULES = {
     ("/auth/login", "POST"): PUBLIC,
     ("/auth/logout", "POST"): PUBLIC,
     ("/auth/status", "GET"): PUBLIC,
-    ("/keys", None): ADMIN,
-    ("/keys/{key_id}", None): ADMIN,
+    ("/auth/setup", "POST"): PUBLIC,
+    ("/keys", None): KEYS,
+    ("/keys/{key_id}", None): KEYS,
     ("/auth/password", None): ADMIN,
     ("/auth/settings", None): ADMIN,
     ("/usage/all", None): ADMIN,
@@ -33,6 +35,9 @@ BUILTIN_RULES = {
     ("/auth/openapi.json", None): ADMIN,
     ("/usage", "GET"): KEY_HOLDER,
 }
+
+# Classes a key needs the admin scope for.
+ADMIN_CLASSES = frozenset({ADMIN, KEYS})
 
 # Templates aiohttp reports for things that are not one of our routes.
 UNMATCHED = None
@@ -83,19 +88,20 @@ class AccessPolicy:
             exact = self._rules.get((path, "GET"))
         any_method = self._rules.get((path, None))
         # Admin on any method wins over a method-specific public rule.
-        if any_method == ADMIN:
-            return ADMIN
+        if any_method in ADMIN_CLASSES:
+            return any_method
         return exact or any_method or DEFAULT
 
     def decide(self, principal: Principal, route_class: str) -> str:
         if route_class == PUBLIC:
             return ALLOW
-        if route_class == ADMIN:
-            if principal.is_admin:
+        if route_class in ADMIN_CLASSES:
+            if principal.is_admin or (route_class == KEYS and principal.is_bootstrap):
                 return ALLOW
             return UNAUTHENTICATED if principal.is_anonymous else FORBIDDEN
         if route_class == KEY_HOLDER:
             return ALLOW if principal.key is not None else NEED_KEY
-        if self.mode == "require" and principal.is_anonymous:
+        # The bootstrap principal is anonymous outside key management.
+        if self.mode == "require" and not principal.has_identity:
             return UNAUTHENTICATED
         return ALLOW

@@ -1,10 +1,13 @@
-"""Who is calling: anonymous, a key holder, or an admin."""
+"""Who is calling: anonymous, a key holder, an admin, or the local bootstrap."""
 
 from dataclasses import dataclass, field
 
 ANONYMOUS_KIND = "anonymous"
 KEY_KIND = "key"
 ADMIN_KIND = "admin"
+# A trusted local request while no admin exists (COMFYUI_API_AUTH_TRUST_LOCALHOST=bootstrap):
+# it may manage non-admin keys, and is anonymous everywhere else.
+BOOTSTRAP_KIND = "bootstrap"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,15 @@ class Principal:
     def is_anonymous(self) -> bool:
         return self.kind == ANONYMOUS_KIND
 
+    @property
+    def is_bootstrap(self) -> bool:
+        return self.kind == BOOTSTRAP_KIND
+
+    @property
+    def has_identity(self) -> bool:
+        """Signed in, by a key, a session or as admin (the bootstrap has none)."""
+        return self.key is not None or self.kind == ADMIN_KIND
+
     def describe(self) -> dict:
         info = {"kind": self.kind, "via": self.via}
         if self.key is not None:
@@ -53,6 +65,7 @@ class Principal:
 
 ANONYMOUS = Principal(ANONYMOUS_KIND, "none")
 LOCAL_ADMIN = Principal(ADMIN_KIND, "local")
+LOCAL_BOOTSTRAP = Principal(BOOTSTRAP_KIND, "local")
 PASSWORD_ADMIN = Principal(ADMIN_KIND, "session")
 
 

@@ -9,7 +9,9 @@ every other package has loaded and may have inserted its own.
 import asyncio
 import ipaddress
 import logging
+import os
 import re
+import sys
 
 from .. import runtime as runtime_module
 from ..runtime import AuthRuntime, default_data_dir
@@ -30,6 +32,48 @@ def listen_addresses():
     except ImportError:
         return ["127.0.0.1"]
     return [part.strip() for part in (getattr(args, "listen", None) or "127.0.0.1").split(",") if part.strip()]
+
+
+def listen_port() -> int:
+    try:
+        from comfy.cli_args import args
+    except ImportError:
+        return 8188
+    return getattr(args, "port", None) or 8188
+
+
+LOCAL_TRUST_TEXT = {"on": "admin", "bootstrap": "allowed to manage non-admin keys until an admin exists",
+                    "off": "not trusted"}
+
+
+def _to_terminal(line: str):
+    """Write to the process's real stderr, not through logging or sys.stderr:
+    ComfyUI captures both and serves them at /internal/logs (and to /ws
+    subscribers), which anyone may read in enable mode."""
+    stream = sys.__stderr__
+    if stream is None:
+        return
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def announce_setup_code(runtime, addresses):
+    """While no admin exists, print a one-time code that sets the admin password
+    (as Jupyter prints its token): whoever reads this terminal owns the server."""
+    code = runtime.new_setup_code()
+    if code is None:
+        return
+    host = addresses[0] if addresses else "127.0.0.1"
+    if host in ("0.0.0.0", "::", "") or host.startswith("0.0.0.0"):
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    folder = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    _to_terminal(f"[api-auth] no admin yet: open http://{host}:{listen_port()}/login and enter setup code {code}, "
+                 f"or run: python custom_nodes/{folder} set-password")
 
 
 def _is_loopback(host: str) -> bool:
@@ -97,14 +141,16 @@ def _wire(prompt_server, runtime, gate, middleware):
             app.middlewares.remove(middleware)
         app.middlewares.insert(0, middleware)
         addresses = listen_addresses()
-        runtime.trusted_local_possible = (runtime.settings.trust_localhost
-                                          and all(_is_loopback(address) for address in addresses))
+        loopback_only = all(_is_loopback(address) for address in addresses)
+        runtime.local_trust = runtime.settings.trust_localhost if loopback_only else "off"
+        runtime.trusted_local_possible = runtime.local_trust != "off"
         await runtime.start()
         if runtime.ready:
             # ComfyUI skips on_shutdown on SIGTERM and Ctrl-C: give unspent quota back there too.
             flush_on_exit_signals(asyncio.get_running_loop(), runtime.flush_sync)
             log.info("[api-auth] mode %s; %d keys; local requests are %s", runtime.settings.mode,
-                     len(runtime.keys_by_pk), "admin" if runtime.trusted_local_possible else "not trusted")
+                     len(runtime.keys_by_pk), LOCAL_TRUST_TEXT[runtime.local_trust])
+            announce_setup_code(runtime, addresses)
 
     async def on_shutdown(app):
         await runtime.stop()

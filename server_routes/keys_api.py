@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..auth import validation
 from ..auth.principals import KeyRecord
-from .middleware import current_principal
+from .middleware import LOCAL_BOOTSTRAP_LIMIT, client_address, current_principal
 from .responses import BodyError, error, invalid, read_json
 
 CREATED_MESSAGE = "API key created. Save this key - it will not be shown again."
@@ -40,7 +40,8 @@ def actor_of(principal) -> str:
 
 
 def audit(runtime, request, action, target="", **detail):
-    runtime.audit(action, actor_of(current_principal.get()), request.remote or "", target, **detail)
+    runtime.audit(action, actor_of(current_principal.get()), client_address(request, runtime.trusted_proxies),
+                  target, **detail)
 
 
 def _plausible_key_id(key_id: str) -> bool:
@@ -51,6 +52,16 @@ def _plausible_key_id(key_id: str) -> bool:
 def _not_found(key_id: str):
     shown = "that key_id" if key_id.startswith("comfy_") or not key_id.isalnum() else f"key_id '{key_id[:32]}'"
     return error(404, "KEY_NOT_FOUND", f"no key with {shown}")
+
+
+def _beyond_bootstrap(scopes=(), record=None):
+    """403 when the caller is the local bootstrap principal and the change would
+    make, change or remove an admin key (it manages non-admin keys only); else None."""
+    if not current_principal.get().is_bootstrap:
+        return None
+    if "admin" in (scopes or ()) or (record is not None and record.is_admin):
+        return error(403, "ADMIN_REQUIRED", LOCAL_BOOTSTRAP_LIMIT)
+    return None
 
 
 def _bounded_int(text, field, default, low, high):
@@ -75,6 +86,9 @@ class KeysApi:
             return exc.response
         except validation.InvalidInput as exc:
             return invalid(exc)
+        refusal = _beyond_bootstrap(fields["scopes"])
+        if refusal is not None:
+            return refusal
         record, plaintext = await self.runtime.create_key(**fields)
         audit(self.runtime, request, "key_create", record.key_id, name=record.name,
               rate_limit=record.rate_limit, scopes=list(record.scopes))
@@ -109,6 +123,11 @@ class KeysApi:
             return exc.response
         except validation.InvalidInput as exc:
             return invalid(exc)
+        if current_principal.get().is_bootstrap:
+            current = await self.runtime.get_key(key_id) if _plausible_key_id(key_id) else None
+            refusal = _beyond_bootstrap(changes.get("scopes"), current)
+            if refusal is not None:
+                return refusal
         record = await self.runtime.update_key(key_id, changes) if _plausible_key_id(key_id) else None
         if record is None:
             return _not_found(key_id)
@@ -120,6 +139,11 @@ class KeysApi:
 
     async def delete(self, request):
         key_id = request.match_info["key_id"]
+        if current_principal.get().is_bootstrap:
+            current = await self.runtime.get_key(key_id) if _plausible_key_id(key_id) else None
+            refusal = _beyond_bootstrap(record=current)
+            if refusal is not None:
+                return refusal
         record = await self.runtime.delete_key(key_id) if _plausible_key_id(key_id) else None
         if record is None:
             return _not_found(key_id)

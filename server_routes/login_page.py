@@ -1,7 +1,9 @@
 """The sign-in page: self-contained (no external assets), in ComfyUI's look.
 
 It posts to ``/api/auth/login`` and then goes to ``next`` when that is a
-path on this server (never another origin).
+path on this server (never another origin). While no admin exists, a
+"Setup code" tab posts the code the server printed to its console and a new
+admin password to ``/api/auth/setup``.
 """
 
 LOGIN_PAGE = """<!doctype html>
@@ -58,14 +60,20 @@ LOGIN_PAGE = """<!doctype html>
   <div class="tabs" role="tablist">
     <button type="button" role="tab" id="tab-password" aria-selected="true" aria-controls="form">Admin password</button>
     <button type="button" role="tab" id="tab-key" aria-selected="false" aria-controls="form">API key</button>
+    <button type="button" role="tab" id="tab-setup" aria-selected="false" aria-controls="form" hidden>Setup code</button>
   </div>
   <form id="form" autocomplete="on">
+    <div id="code-row" style="margin-bottom: 12px" hidden>
+      <label for="code">Setup code</label>
+      <input id="code" name="code" autocomplete="off" spellcheck="false" placeholder="XXXX-XXXX-XXXX-XXXX">
+    </div>
     <label for="secret" id="secret-label">Admin password</label>
     <input id="secret" name="password" type="password" autocomplete="current-password" required autofocus>
     <button class="primary" id="submit" type="submit">Sign in</button>
     <p id="message" role="alert" aria-live="polite"></p>
   </form>
-  <p class="hint">No password yet? On the server, run the package's command line:
+  <p class="hint">No password yet? Use the setup code ComfyUI printed in its console (tab "Setup code"),
+    or on the server run the package's command line:
     <code>python custom_nodes/&lt;this package&gt; set-password</code>, or set COMFYUI_API_AUTH_ADMIN_PASSWORD.</p>
 </main>
 <script>
@@ -75,20 +83,32 @@ LOGIN_PAGE = """<!doctype html>
   const label = document.getElementById("secret-label");
   const message = document.getElementById("message");
   const submit = document.getElementById("submit");
-  const tabs = { password: document.getElementById("tab-password"), api_key: document.getElementById("tab-key") };
+  const codeRow = document.getElementById("code-row");
+  const code = document.getElementById("code");
+  const tabs = { password: document.getElementById("tab-password"), api_key: document.getElementById("tab-key"),
+                 setup: document.getElementById("tab-setup") };
+  const labels = { password: "Admin password", api_key: "API key", setup: "New admin password" };
   let field = "password";
   function choose(name) {
     field = name;
     for (const [key, tab] of Object.entries(tabs)) tab.setAttribute("aria-selected", String(key === name));
-    label.textContent = name === "password" ? "Admin password" : "API key";
-    secret.name = name;
-    secret.autocomplete = name === "password" ? "current-password" : "off";
-    secret.placeholder = name === "password" ? "" : "comfy_...";
+    label.textContent = labels[name];
+    secret.name = name === "api_key" ? "api_key" : "password";
+    secret.autocomplete = name === "password" ? "current-password" : name === "setup" ? "new-password" : "off";
+    secret.placeholder = name === "api_key" ? "comfy_..." : name === "setup" ? "at least 8 characters" : "";
+    codeRow.hidden = name !== "setup";
+    code.required = name === "setup";
+    submit.textContent = name === "setup" ? "Set password and sign in" : "Sign in";
     message.textContent = "";
-    secret.focus();
+    (name === "setup" ? code : secret).focus();
   }
   tabs.password.addEventListener("click", () => choose("password"));
   tabs.api_key.addEventListener("click", () => choose("api_key"));
+  tabs.setup.addEventListener("click", () => choose("setup"));
+  // The setup tab only while the server has a setup code waiting (no admin yet).
+  fetch("/api/auth/status", { credentials: "same-origin" }).then((r) => r.json()).then((status) => {
+    tabs.setup.hidden = !status.setup_available;
+  }).catch(() => {});
   function target() {
     const next = new URLSearchParams(location.search).get("next") || "/";
     // Only a path on this server: never "//host" or "https://host".
@@ -99,10 +119,11 @@ LOGIN_PAGE = """<!doctype html>
     submit.disabled = true;
     message.textContent = "";
     try {
-      const response = await fetch("/api/auth/login", {
+      const setup = field === "setup";
+      const response = await fetch(setup ? "/api/auth/setup" : "/api/auth/login", {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ [field]: secret.value }),
+        body: JSON.stringify(setup ? { code: code.value, password: secret.value } : { [field]: secret.value }),
       });
       if (response.ok) { location.replace(target()); return; }
       const body = await response.json().catch(() => ({}));

@@ -10,6 +10,7 @@ values. No regular expressions, no logging per request, no database.
 
 import asyncio
 import contextvars
+import functools
 import os
 import time
 from urllib.parse import quote
@@ -20,7 +21,7 @@ from multidict import istr
 from ..auth import keys as key_format
 from ..auth import policy as access
 from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
-from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, PASSWORD_ADMIN, for_key
+from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, LOCAL_BOOTSTRAP, PASSWORD_ADMIN, for_key
 from ..auth.usage import PAGE_FILES, PAGE_LOADS
 from ..runtime import VERIFIED_BEARERS_MAX, StorageUnavailable
 from .prompt_gate import PROMPT_TEMPLATES, PromptGate
@@ -33,7 +34,14 @@ X_API_KEY = istr("X-API-Key")
 LIMIT_HEADER = istr("X-RateLimit-Limit")
 REMAINING_HEADER = istr("X-RateLimit-Remaining")
 RESET_HEADER = istr("X-RateLimit-Reset")
+X_FRAME_OPTIONS = istr("X-Frame-Options")
+CONTENT_SECURITY_POLICY = istr("Content-Security-Policy")
+# Pages: ComfyUI's root (index.html), static files (index.html and any other
+# HTML a frontend ships) and the login page. Only these are framing targets.
+PAGE_PATHS = frozenset({"/", "/login"})
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+X_FORWARDED_FOR = istr("X-Forwarded-For")
+X_FORWARDED_PROTO = istr("X-Forwarded-Proto")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Pages that are not static files: ComfyUI's index (get_root, also as /api/)
 # and the sign-in page. Newer ComfyUI serves workflow templates from a handler.
@@ -78,9 +86,29 @@ def is_cross_origin(headers) -> bool:
     return fetch_site is not None and fetch_site not in ("same-origin", "none")
 
 
-def is_trusted_local(request) -> bool:
+def client_address(request, trusted_proxies) -> str:
+    """The client's address, for the login throttle and the audit trail: the
+    peer, or what a trusted proxy says in X-Forwarded-For (see auth.proxies).
+    The one place that decides it (an IP allowlist can reuse it)."""
+    peer = request.remote or "unknown"
+    if not trusted_proxies:
+        return peer
+    return trusted_proxies.client_address(peer, request.headers.getall(X_FORWARDED_FOR, []))
+
+
+def is_https(request, trusted_proxies) -> bool:
+    """The client spoke HTTPS: to us, or to a trusted proxy that says so."""
+    if request.secure:
+        return True
+    return trusted_proxies.forwarded_https(request.remote, request.headers.getall(X_FORWARDED_PROTO, []))
+
+
+def is_trusted_local(request, trusted_proxies=None) -> bool:
     headers = request.headers
     if not _is_loopback_address(request.remote):
+        return False
+    # A configured proxy forwards other people's requests, whatever it sends.
+    if trusted_proxies and trusted_proxies.trusts(request.remote):
         return False
     for name in FORWARDING_HEADERS:
         if name in headers:
@@ -102,6 +130,12 @@ def _digest(text: str):
         return None
 
 
+LOCAL_BOOTSTRAP_LIMIT = (
+    "a local request without sign-in may only manage non-admin keys, until an admin exists "
+    "(COMFYUI_API_AUTH_TRUST_LOCALHOST=bootstrap); to become admin, enter the setup code printed in the "
+    "ComfyUI console at /login, or run the package's 'set-password' or 'create-key --admin' on the server")
+
+
 class Denied(Exception):
     def __init__(self, response):
         super().__init__(response.status)
@@ -118,15 +152,25 @@ def _key_failure(presented: str):
     return _unauthorized("INVALID_KEY", "the API key is not valid")
 
 
+async def _guard_frames(handler, request):
+    """Serve a page that no other site may frame (clickjacking: the framed page
+    would act with the visitor's session or local trust)."""
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault(X_FRAME_OPTIONS, "DENY")
+    headers.add(CONTENT_SECURITY_POLICY, "frame-ancestors 'none'")  # adds to any policy the page has
+    return response
+
+
 class RouteFacts:
     """What the middleware needs to know about a matched route, worked out once.
     (A slotted class: its attributes read faster than a named tuple's.)"""
 
     __slots__ = ("route_class", "usage_key", "usage_cells", "wants_context", "around", "admin_only",
-                 "key_fast_path", "page_cells", "page_directory")
+                 "key_fast_path", "page_cells", "page_directory", "page")
 
     def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, around, method: str,
-                 page_cells=None, page_directory=None):
+                 page_cells=None, page_directory=None, page: bool = False):
         self.route_class = route_class
         self.usage_key = usage_key          # (route template without the /api twin prefix, method)
         self.usage_cells = None             # where its requests are counted, set when the facts are cached
@@ -135,14 +179,16 @@ class RouteFacts:
         # principal, now): the prompt gate for POST /prompt, the open-socket
         # registry for GET /ws; None (the handler alone) everywhere else.
         self.around = around
-        self.admin_only = route_class == access.ADMIN  # a key needs the admin scope
+        self.admin_only = route_class in access.ADMIN_CLASSES  # a key needs the admin scope
         # A page file (see page_kind): where a key's page loads are counted
         # apart from its requests; None for every other route.
         self.page_cells = page_cells
         self.page_directory = page_directory  # a static route's folder, to tell a miss before it is sent
-        # A Bearer key may be checked inline (not a preflight, not a page
-        # file: those take the general path, which serves them uncharged).
-        self.key_fast_path = method != "OPTIONS" and page_cells is None
+        self.page = page  # an HTML page (or a static file) that gets the anti-framing headers
+        # A Bearer key may be checked inline: not on a preflight, not on a page
+        # or page file (those take the general path, which serves them
+        # uncharged and with the framing headers).
+        self.key_fast_path = method != "OPTIONS" and page_cells is None and not page
 
 
 def page_kind(resource, path, method):
@@ -193,7 +239,9 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             around=around,
             method=method,
             page_cells=runtime.usage.cells_for((page, method)) if page is not None else None,
-            page_directory=str(resource.get_info()["directory"]) if isinstance(resource, web.StaticResource) else None)
+            page_directory=str(resource.get_info()["directory"]) if isinstance(resource, web.StaticResource) else None,
+            page=not runtime.settings.allow_framing and (
+                path in PAGE_PATHS or isinstance(resource, web.StaticResource)))
         if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < 4096:
             # Cells only for cached facts: unmatched requests, anyone's, must not
             # make one per invented path or method.
@@ -267,11 +315,17 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             principal = session_principal(request, now)
             if principal is not None:
                 return principal
-        if runtime.trusted_local_possible and is_trusted_local(request):
-            return LOCAL_ADMIN
+        if runtime.trusted_local_possible and is_trusted_local(request, runtime.trusted_proxies):
+            if runtime.local_trust == "on":
+                return LOCAL_ADMIN
+            # bootstrap: only while nobody can sign in as admin (a forwarder
+            # makes anyone look local, so this must not outlive the first run)
+            return ANONYMOUS if runtime.admin_exists else LOCAL_BOOTSTRAP
         return ANONYMOUS
 
-    def refuse(request, decision):
+    def refuse(request, principal, decision):
+        if decision == access.FORBIDDEN and principal.is_bootstrap:
+            return error(403, "ADMIN_REQUIRED", LOCAL_BOOTSTRAP_LIMIT)
         if decision == access.FORBIDDEN:
             return error(403, "ADMIN_REQUIRED", "this route needs an admin; your key does not have the admin scope")
         if decision == access.NEED_KEY:
@@ -282,7 +336,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             location = "/login?next=" + quote(request.path_qs, safe="/")
             return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
         return _unauthorized("AUTH_REQUIRED", "sign in at /login, or send an API key as 'Authorization: Bearer <key>'"
-                             + (" (or call from this machine)" if runtime.trusted_local_possible else ""))
+                             + (" (or call from this machine)" if runtime.local_trust == "on" else ""))
 
     async def take_shared(key, window, now):
         """Spend from this process's batch; claim another from the database when it runs out."""
@@ -426,11 +480,13 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             # CORS/origin middleware answers it.
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
                 return await handler(request)
+            if facts.page:
+                handler = functools.partial(_guard_frames, handler)
             try:
                 principal = identify(request, headers, now)
                 decision = runtime.policy.decide(principal, facts.route_class)
                 if decision != access.ALLOW:
-                    raise Denied(refuse(request, decision))
+                    raise Denied(refuse(request, principal, decision))
             except Denied as denied:
                 return denied.response
             key = principal.key

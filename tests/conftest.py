@@ -79,9 +79,17 @@ def query_database(host, sql):
 
 
 class Host(StandIn):
-    """One ComfyUI stand-in process with the package installed (see ``standin.StandIn``)."""
+    """One ComfyUI stand-in process with the package installed (see ``standin.StandIn``).
 
-    def __init__(self, workdir, env=None, listen="127.0.0.1", extra_args=()):
+    Most tests manage keys freely from loopback, so in ``enable`` mode a host
+    makes local requests full admin (``COMFYUI_API_AUTH_TRUST_LOCALHOST=on``)
+    unless the test sets the variable or asks for the shipped default with
+    ``local_admin=False`` (``bootstrap``: non-admin keys only, until an admin exists)."""
+
+    def __init__(self, workdir, env=None, listen="127.0.0.1", extra_args=(), local_admin=True):
+        env = dict(env or {})
+        if local_admin and env.get("COMFYUI_API_AUTH", "enable") == "enable":
+            env.setdefault("COMFYUI_API_AUTH_TRUST_LOCALHOST", "on")
         super().__init__(workdir, env=env, listen=listen, extra_args=extra_args)
         self.own_database = None
         if ON_POSTGRES and "COMFYUI_API_AUTH_DB" not in self.env:
@@ -99,6 +107,10 @@ class Host(StandIn):
     def patch(self, path, **kw):
         kw.setdefault("timeout", 10)
         return requests.patch(self.url(path), **kw)
+
+    def put(self, path, **kw):
+        kw.setdefault("timeout", 10)
+        return requests.put(self.url(path), **kw)
 
     def delete(self, path, **kw):
         kw.setdefault("timeout", 10)
@@ -129,5 +141,11 @@ def make_host(tmp_path):
 
 @pytest.fixture
 def host(make_host):
-    """Default local install: enable mode, loopback, local requests are admin."""
+    """A local install in enable mode whose local requests are admin (see Host)."""
     return make_host()
+
+
+@pytest.fixture
+def fresh_host(make_host):
+    """A fresh install with every setting at its shipped default."""
+    return make_host(local_admin=False)

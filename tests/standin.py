@@ -123,12 +123,12 @@ class StandIn:
         finally:
             connection.close()
 
-    def cli(self, *args, check=True):
+    def cli(self, *args, check=True, input=None):
         """Run the package's command line against this server's database."""
         env = self.inherited_env()
         env.update(self.env)
         return subprocess.run([sys.executable, self.package_dir, "--user-directory", self.user_dir, *args],
-                              capture_output=True, text=True, check=check, env=env)
+                              capture_output=True, text=True, check=check, env=env, input=input)
 
     def log(self) -> str:
         try:

@@ -12,6 +12,8 @@ ratelimit = package_module("auth.ratelimit")
 usage = package_module("auth.usage")
 config = package_module("auth.config")
 throttle = package_module("auth.throttle")
+proxies = package_module("auth.proxies")
+setup_code = package_module("auth.setup_code")
 
 
 # ---- key format -----------------------------------------------------------------
@@ -117,6 +119,18 @@ def test_key_management_is_admin_only_in_every_mode(template, mode):
     assert rules.decide(principals.for_key(KEY, "header"), route_class) == policy.FORBIDDEN
     assert rules.decide(principals.for_key(ADMIN_KEY, "header"), route_class) == policy.ALLOW
     assert rules.decide(principals.LOCAL_ADMIN, route_class) == policy.ALLOW
+    # the local bootstrap reaches the key routes; the handlers keep it to non-admin keys
+    assert rules.decide(principals.LOCAL_BOOTSTRAP, route_class) == policy.ALLOW
+
+
+@pytest.mark.parametrize("template", ["/auth/password", "/api/audit", "/usage/all", "/auth/openapi.json"])
+def test_the_local_bootstrap_is_no_admin_elsewhere(template):
+    for mode in ("enable", "require"):
+        rules = policy.AccessPolicy(mode)
+        assert rules.decide(principals.LOCAL_BOOTSTRAP, rules.classify(template, "PUT")) == policy.FORBIDDEN
+    strict = policy.AccessPolicy("require")
+    assert strict.decide(principals.LOCAL_BOOTSTRAP, strict.classify("/prompt", "POST")) == policy.UNAUTHENTICATED
+    assert strict.decide(principals.LOCAL_BOOTSTRAP, strict.classify("/api/usage", "GET")) == policy.NEED_KEY
 
 
 @pytest.mark.parametrize("template", [None, "", "/prompt", "/api/prompt", "/internal", "/ws", "/extensions/x"])
@@ -244,14 +258,65 @@ def test_environment_overrides_the_config_file(tmp_path):
     path.write_text('{"mode": "require", "public_paths": ["/system_stats"]}')
     settings = config.load_settings({}, str(path))
     assert settings.mode == "require" and settings.public_paths == ("/system_stats",)
-    assert settings.trust_localhost is False
+    assert settings.trust_localhost == "off"
     settings = config.load_settings({"COMFYUI_API_AUTH": "enable"}, str(path))
-    assert settings.mode == "enable" and settings.trust_localhost is True
+    assert settings.mode == "enable" and settings.trust_localhost == "bootstrap"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("bootstrap", "bootstrap"), (" Bootstrap ", "bootstrap"), ("on", "on"), ("off", "off"),
+    ("true", "on"), ("1", "on"), ("yes", "on"), ("false", "off"), ("0", "off"), ("no", "off"),
+])
+def test_trust_localhost_takes_bootstrap_on_off_and_the_old_booleans(value, expected):
+    settings = config.load_settings({"COMFYUI_API_AUTH_TRUST_LOCALHOST": value}, None)
+    assert settings.trust_localhost == expected
+    assert config.load_settings({"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_TRUST_LOCALHOST": value},
+                                None).trust_localhost == expected
+
+
+def test_trusted_proxies_are_addresses_or_cidrs():
+    settings = config.load_settings({"COMFYUI_API_AUTH_TRUSTED_PROXIES": " 127.0.0.1, 10.0.0.0/8,::1 "}, None)
+    assert [str(n) for n in settings.trusted_proxies] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+    assert config.load_settings({}, None).trusted_proxies == ()
+    assert config.load_settings({"COMFYUI_API_AUTH_TRUSTED_PROXIES": ""}, None).trusted_proxies == ()
+
+
+def test_client_address_is_the_right_most_untrusted_forwarded_for():
+    trusted = proxies.TrustedProxies(config.load_settings(
+        {"COMFYUI_API_AUTH_TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}, None).trusted_proxies)
+    # from anyone else, X-Forwarded-For is ignored
+    assert trusted.client_address("203.0.113.9", ["1.2.3.4"]) == "203.0.113.9"
+    assert proxies.TrustedProxies().client_address("127.0.0.1", ["1.2.3.4"]) == "127.0.0.1"
+    # from a trusted proxy: the address it saw, not what the client wrote before it
+    assert trusted.client_address("127.0.0.1", ["198.51.100.7"]) == "198.51.100.7"
+    assert trusted.client_address("127.0.0.1", ["1.2.3.4, 198.51.100.7"]) == "198.51.100.7"
+    assert trusted.client_address("127.0.0.1", ["1.2.3.4", "198.51.100.7, 10.1.2.3"]) == "198.51.100.7"
+    assert trusted.client_address("::ffff:127.0.0.1", ["198.51.100.7"]) == "198.51.100.7"
+    assert trusted.client_address("127.0.0.1", ["10.0.0.5, 10.0.0.6"]) == "10.0.0.5"  # all trusted: the first
+    assert trusted.client_address("127.0.0.1", ["1.2.3.4, garbage, 10.0.0.6"]) == "10.0.0.6"
+    assert trusted.client_address("127.0.0.1", []) == "127.0.0.1"
+    assert trusted.forwarded_https("127.0.0.1", ["https"]) is True
+    assert trusted.forwarded_https("127.0.0.1", ["http, https"]) is True   # the nearest proxy's word
+    assert trusted.forwarded_https("127.0.0.1", ["https, http"]) is False
+    assert trusted.forwarded_https("203.0.113.9", ["https"]) is False
+
+
+def test_setup_codes_are_80_bits_and_forgive_case_and_dashes():
+    shown, digest = setup_code.new_code()
+    assert len(shown) == 19 and shown.count("-") == 3
+    assert setup_code.matches(shown, digest) and setup_code.matches(shown.lower().replace("-", " "), digest)
+    assert not setup_code.matches(shown[:-1], digest) and not setup_code.matches("", digest)
+    assert len({setup_code.new_code()[0] for _ in range(200)}) == 200
 
 
 @pytest.mark.parametrize("environ, variable", [
     ({"COMFYUI_API_AUTH": "yes"}, "COMFYUI_API_AUTH"),
     ({"COMFYUI_API_AUTH_TRUST_LOCALHOST": "maybe"}, "COMFYUI_API_AUTH_TRUST_LOCALHOST"),
+    ({"COMFYUI_API_AUTH_TRUSTED_PROXIES": "10.0.0.1/8"}, "COMFYUI_API_AUTH_TRUSTED_PROXIES"),
+    ({"COMFYUI_API_AUTH_TRUSTED_PROXIES": "127.0.0.1,"}, "COMFYUI_API_AUTH_TRUSTED_PROXIES"),
+    ({"COMFYUI_API_AUTH_TRUSTED_PROXIES": "localhost"}, "COMFYUI_API_AUTH_TRUSTED_PROXIES"),
+    ({"COMFYUI_API_AUTH_TRUSTED_PROXIES": "*"}, "COMFYUI_API_AUTH_TRUSTED_PROXIES"),
+    ({"COMFYUI_API_AUTH_ALLOW_FRAMING": "sometimes"}, "COMFYUI_API_AUTH_ALLOW_FRAMING"),
     ({"COMFYUI_API_AUTH_SESSION_TTL": "5"}, "COMFYUI_API_AUTH_SESSION_TTL"),
     ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "*.js"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
     ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "/system_stats,/api/usage"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),

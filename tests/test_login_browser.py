@@ -127,3 +127,31 @@ def test_a_page_whose_key_is_deleted_or_session_ended_elsewhere_goes_to_sign_in(
     assert requests.post(host.url("/api/auth/logout"), cookies={"comfyui_api_auth": cookie}).status_code == 200
     page.wait_for_url(re.compile(re.escape(host.base) + r"/login\?next=%2F$"), timeout=10000)
     context.close()
+
+
+def test_setup_code_tab_sets_the_first_admin_password(browser, make_host):
+    import re
+    import requests
+    host = make_host(env={"COMFYUI_API_AUTH": "require"})  # a fresh locked server: no admin yet
+    code = re.findall(r"setup code ([0-9A-Z-]{19})", host.log())[-1]
+    context = browser.new_context(viewport={"width": 1100, "height": 700})
+    page = context.new_page()
+    page.goto(host.base + "/")
+    assert page.url == host.base + "/login?next=/"
+    page.locator("#tab-setup").wait_for()  # shown while a setup code waits
+    page.click("#tab-setup")
+    page.fill("#code", "AAAA-AAAA-AAAA-AAAA")
+    page.fill("#secret", PASSWORD)
+    page.click("#submit")
+    page.wait_for_selector("#message:has-text('wrong setup code')")
+    shot(page, "login-setup-code.png")
+    page.fill("#code", code)
+    page.click("#submit")
+    page.wait_for_url(host.base + "/")
+    status = page.evaluate("fetch('/api/auth/status').then(r => r.json())")
+    assert status["is_admin"] is True and status["setup_available"] is False
+    assert requests.post(host.url("/api/auth/login"), json={"password": PASSWORD}, timeout=10).status_code == 200
+    page.goto(host.base + "/login")
+    page.wait_for_timeout(500)
+    assert page.locator("#tab-setup").is_hidden()  # spent: the tab is gone
+    context.close()

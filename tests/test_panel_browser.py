@@ -798,6 +798,43 @@ def test_admin_sets_the_admin_password_from_the_panel(context, host):
     page.get_by_role("button", name="Change admin password").wait_for()
 
 
+def test_bootstrap_local_browser_creates_non_admin_keys_and_is_told_how_to_become_admin(context, make_host):
+    host = make_host(local_admin=False)  # the shipped default: TRUST_LOCALHOST=bootstrap
+    page = context.new_page()
+    seen = watch(page)
+    open_panel(page, host)
+    assert "This machine" in page.get_by_test_id("principal").inner_text()
+    note = page.get_by_test_id("bootstrap-note")
+    assert "setup code" in note.inner_text() and f"python custom_nodes/{FOLDER} set-password" in note.inner_text()
+    assert page.get_by_role("button", name="Set admin password").count() == 0
+    assert page.get_by_test_id("activity").is_hidden(), "the activity is for admins"
+
+    page.get_by_role("button", name="New key").click()
+    dialog = page.get_by_role("dialog", name="New API key")
+    assert dialog.get_by_role("checkbox").is_disabled()  # no admin keys from here
+    assert "Only an admin can make admin keys" in dialog.inner_text()
+    dialog.get_by_label("Name", exact=True).fill("laptop script")
+    dialog.get_by_role("button", name="Create key").click()
+    shown = page.get_by_role("dialog", name="Key created: laptop script")
+    secret = shown.get_by_test_id("new-key").input_value()
+    assert requests.get(host.url("/api/usage"), headers={"X-API-Key": secret}, timeout=10).status_code == 200
+    page.keyboard.press("Escape")
+    row(page, "laptop script").wait_for()
+    assert [k["scopes"] for k in host.get("/api/keys").json()["keys"]] == [[]]
+    assert not api_calls(seen, r"/api/audit")
+    assert not page.locator(".p-toast-message-error").count()
+    screenshot(page, "panel-bootstrap.png")
+    assert not seen["errors"], seen["errors"]
+
+
+def test_a_password_from_the_environment_is_shown_as_managed(context, make_host):
+    host = make_host(env={"COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD})
+    page = context.new_page()
+    open_panel(page, host)
+    assert "managed by the environment" in page.get_by_test_id("password-managed").inner_text()
+    assert page.get_by_role("button", name="Change admin password").count() == 0
+
+
 def _admin_session(host):
     session = requests.Session()
     assert session.post(host.url("/api/auth/login"), json={"password": PASSWORD}, timeout=10).status_code == 200

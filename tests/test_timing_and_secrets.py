@@ -188,8 +188,11 @@ def leak(tmp_path_factory):
         assert signed.status_code == 200, signed.text
         T1 = signed.cookies["comfyui_api_auth"]
         assert password_session.get(host.url("/api/keys"), headers=REMOTE, timeout=10).status_code == 200
-        assert password_session.put(host.url("/api/auth/password"), json={"password": PASSWORD},
-                                    headers=REMOTE, timeout=10).status_code == 200
+        # the variable manages the password: a change over HTTP is refused (409), its body checked too
+        managed = password_session.put(host.url("/api/auth/password"), json={"password": PASSWORD},
+                                       headers=REMOTE, timeout=10)
+        assert managed.status_code == 409, managed.text
+        keep(managed)
         key_session = requests.Session()
         signed = key_session.post(host.url("/api/auth/login"), json={"api_key": A}, headers=REMOTE, timeout=10)
         assert signed.status_code == 200, signed.text

@@ -81,7 +81,8 @@ def run(language, code, cwd, host):
     return result.stdout
 
 
-def test_every_example_in_the_guide_works(host, tmp_path):
+def test_every_example_in_the_guide_works(fresh_host, tmp_path):
+    host = fresh_host
     if shutil.which("node") is None or not os.path.isdir(NODE_MODULES):
         pytest.fail("node and tests/js/node_modules are needed (cd tests/js && npm ci)")
     examples = blocks(GUIDE)

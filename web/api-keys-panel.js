@@ -200,7 +200,8 @@ class ApiKeysPanel {
       if (this.destroyed) return;
       this.status = status;
       this.renderStatus();
-      if (status.is_admin) await this.showManager();
+      // A local bootstrap request manages non-admin keys until an admin exists.
+      if (status.is_admin || status.local_bootstrap) await this.showManager();
       else if (status.principal?.kind === "key") await this.showOwnUsage();
       else this.showBecomeAdmin();
     } finally {
@@ -224,6 +225,7 @@ class ApiKeysPanel {
       if (p.via === "local") return { who: "Admin", how: "on the machine ComfyUI runs on" };
       return { who: "Admin", how: "signed in with the admin password" };
     }
+    if (p.kind === "bootstrap") return { who: "This machine", how: "may manage non-admin keys until an admin exists" };
     if (p.kind === "key") return { who: "Key holder", how: `key “${p.name ?? p.key_id}”` };
     return { who: "Not signed in", how: "anonymous" };
   }
@@ -245,10 +247,19 @@ class ApiKeysPanel {
         type: "button", class: "cak-btn", "aria-expanded": "false", "data-signin-toggle": "",
         onclick: () => this.toggleSignIn(),
       }, icon("pi-sign-in"), status.authenticated ? "Sign in as admin" : "Sign in"));
+    } else if (status.admin_password_managed) {
+      actions.append(h("span", { class: "cak-muted", "data-testid": "password-managed",
+        text: "Admin password: managed by the environment (COMFYUI_API_AUTH_ADMIN_PASSWORD)" }));
     } else {
       actions.append(h("button", { type: "button", class: "cak-btn", onclick: (e) => this.openPasswordDialog(e.currentTarget) },
         icon("pi-lock"), status.admin_password_set ? "Change admin password" : "Set admin password"));
     }
+    const bootstrapNote = status.local_bootstrap
+      ? h("p", { class: "cak-muted", "data-testid": "bootstrap-note" },
+        "No admin exists yet, so this machine may create and manage non-admin keys. To become admin, enter the setup code ",
+        "printed in the ComfyUI console on the ", h("a", { class: "cak-link", href: status.login_url || "/login" }, "sign-in page"),
+        ", or on the server run ", h("code", { class: "cak-code", text: `python custom_nodes/${this.folder} set-password` }), ".")
+      : null;
     this.statusBox.replaceChildren(
       h("dl", { class: "cak-facts cak-status-facts" },
         h("dt", { text: "Mode" }),
@@ -256,7 +267,7 @@ class ApiKeysPanel {
           h("span", { class: "cak-muted", text: modeText })),
         h("dt", { text: "You" }),
         h("dd", { "data-testid": "principal" }, h("strong", { text: who }), " ", h("span", { class: "cak-muted", text: `(${how})` }))),
-      actions);
+      ...(bootstrapNote ? [bootstrapNote] : []), actions);
     if (status.is_admin) this.signInBox.replaceChildren();
   }
 
@@ -404,9 +415,13 @@ class ApiKeysPanel {
             " or start ComfyUI with ", h("code", { class: "cak-code", text: "COMFYUI_API_AUTH_ADMIN_PASSWORD" }), " set.")),
       h("li", {},
         h("strong", { text: "Use the machine ComfyUI runs on. " }),
-        status.trust_localhost
+        status.trust_localhost === "on"
           ? h("span", {}, "A browser on that machine (for example at ", h("code", { class: "cak-code", text: here }),
             ") is admin without signing in.")
+          : status.trust_localhost === "bootstrap"
+          ? h("span", {}, "While no admin exists, a browser on that machine may create non-admin keys; ",
+            "the admin password comes from the setup code ComfyUI printed in its console (on the sign-in page) ",
+            "or from the command line.")
           : h("span", {}, "This server does not treat local requests as admin (it listens beyond this machine, ",
             "or COMFYUI_API_AUTH_TRUST_LOCALHOST is off), so use a password or an admin key.")),
       h("li", {},
@@ -460,6 +475,7 @@ class ApiKeysPanel {
   async showManager() {
     if (!this.manager) this.buildManager();
     if (this.manager.parentNode !== this.content) this.content.replaceChildren(this.manager, this.activityBox);
+    this.activityBox.hidden = !this.status.is_admin;  // the audit trail is for admins, not the local bootstrap
     await this.loadKeys();
     if (this.activity.open) await this.loadActivity();
   }
@@ -1202,10 +1218,13 @@ class ApiKeysPanel {
     const meta = this.metadataEditor(key ? key.metadata : {});
     const jobs = this.jobLimitsEditor(jobLimitsOf(key));
     const adminId = uid("admin");
-    const admin = h("input", { id: adminId, type: "checkbox", checked: !!key && (key.scopes || []).includes("admin") });
+    const bootstrap = !!this.status?.local_bootstrap;  // may not make admin keys
+    const admin = h("input", { id: adminId, type: "checkbox", checked: !!key && (key.scopes || []).includes("admin"), disabled: bootstrap });
     const scope = h("div", { class: "cak-check" }, admin,
       h("label", { for: adminId }, h("strong", { text: "Admin key" }),
-        h("span", { class: "cak-hint", text: " Can create, change and revoke keys. Give it only to people you trust with the whole server." })));
+        h("span", { class: "cak-hint", text: bootstrap
+          ? " Only an admin can make admin keys (sign in as admin first)."
+          : " Can create, change and revoke keys. Give it only to people you trust with the whole server." })));
     const fields = {
       name, rate_limit: rate, metadata: meta,
       prompts_per_hour: jobs.perHour, max_waiting: jobs.waiting, job_limits: jobs,
