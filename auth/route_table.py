@@ -326,6 +326,21 @@ THIS_PACKAGE = {
     ("/usage/all", ANY): rule(ADMIN),
 }
 
+# Templates aiohttp serves at one path only (no /api twin): newer ComfyUI's
+# asset, tag and task routes are added to the app as "/api/..." (so they do
+# not exist as "/assets/...", where the frontend's own page files are), and
+# the templates handler is added as "/templates/{path}". Every other route
+# above answers at both "/X" and "/api/X" ("/internal/..." at its own path).
+REGISTERED_ONCE_AS = {
+    **{template: "/api" + template for template in (
+        "/assets", "/assets/from-hash", "/assets/hash/{hash}", "/assets/{id}",
+        "/assets/{id}/content", "/assets/{id}/thumbnail", "/assets/{id}/tags",
+        "/assets/tags/refine", "/tags", "/assets/seed", "/assets/seed/status",
+        "/assets/seed/cancel", "/assets/prune", "/assets/export",
+        "/assets/exports/{exportName}", "/assets/download", "/tasks/{task_id}")},
+    "/templates/{path}": "/templates/{path}",
+}
+
 # Static mounts (page files), looked up only for static resources. aiohttp
 # reports a mount by its prefix without the trailing slash; the web root's is "".
 STATIC_MOUNTS = {

@@ -213,6 +213,15 @@ def test_every_template_is_written_as_aiohttp_reports_it(path, method):
     assert route.resource.canonical == path
 
 
+def test_the_frontends_page_files_are_not_the_asset_api(tmp_path):
+    app = comfyui_like_app(str(tmp_path))
+    assert resolve(app, "GET", "/assets/index-Dvhu5Mc8.js") == ("", True)
+    uuid = "/api/assets/0b7e6f1c-8d2a-4c55-9a43-3f2b1c9d8e7f"
+    assert resolve(app, "GET", uuid) == ("/assets/{id}", False)
+    assert resolve(app, "GET", "/api/api/assets") == ("", True)  # no twin: the web root
+    assert set(table.REGISTERED_ONCE_AS) <= {path for path, _ in table.ROUTES}
+
+
 def test_sources_cannot_classify_one_route_twice_differently():
     with pytest.raises(ValueError):
         table._merge({"a": {("/x", "GET"): table.rule(table.READ)},
@@ -230,13 +239,17 @@ async def _handler(request):
 def comfyui_like_app(static_root):
     """An aiohttp app laid out like ComfyUI's PromptServer.add_routes: the
     /internal sub-app, every route with its /api twin, then the static
-    mounts, with the table's templates as its routes."""
+    mounts, with the table's templates as its routes. It holds the routes of
+    0.3.64 and of newer ComfyUI at once: a recorded "/templates/x.json" meets
+    the newer "/templates/{path}" handler before 0.3.64's static mount (both
+    read)."""
     app, internal, seen = web.Application(), web.Application(), set()
     for path, method in table.ROUTES:
         if path.startswith("/internal/"):
             internal.router.add_route(method or "*", path[len("/internal"):], _handler)
             continue
-        for full in ("/api" + path, path):
+        registered = table.REGISTERED_ONCE_AS.get(path)
+        for full in ([registered] if registered else ["/api" + path, path]):
             if (full, method) not in seen:
                 seen.add((full, method))
                 app.router.add_route(method or "*", full, _handler)
