@@ -316,6 +316,7 @@ THIS_PACKAGE = {
     ("/auth/login", "POST"): rule(PUBLIC),
     ("/auth/logout", "POST"): rule(PUBLIC),
     ("/auth/status", "GET"): rule(PUBLIC),
+    ("/auth/setup", "POST"): rule(PUBLIC),  # branch fix-websec: the console's one-time setup code
     ("/usage", "GET"): rule(READ, KEY_HOLDER),
     ("/keys", ANY): rule(ADMIN),
     ("/keys/{key_id}", ANY): rule(ADMIN),
@@ -324,6 +325,7 @@ THIS_PACKAGE = {
     ("/auth/openapi.json", ANY): rule(ADMIN),
     ("/auth/settings", ANY): rule(ADMIN),
     ("/usage/all", ANY): rule(ADMIN),
+    ("/auth/sessions/end-all", ANY): rule(ADMIN),  # branch fix-sessions
 }
 
 # Templates aiohttp serves at one path only (no /api twin): newer ComfyUI's

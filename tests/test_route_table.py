@@ -130,6 +130,7 @@ def canonical_template(path):
     ("/auth/password", "PUT", "admin"), ("/auth/openapi.json", "GET", "admin"),
     ("/login", "GET", "public"), ("/auth/login", "POST", "public"),
     ("/auth/logout", "POST", "public"), ("/auth/status", "GET", "public"),
+    ("/auth/setup", "POST", "public"), ("/auth/sessions/end-all", "POST", "admin"),
     ("/usage", "GET", "read"),
 ])
 def test_the_classes_the_issue_names(path, method, expected):
