@@ -87,7 +87,7 @@ def resolve_database_url(options) -> str:
     try:
         settings = load_settings(os.environ, os.path.join(data_dir, "config.json"))
     except ConfigError as error:
-        raise SystemExit(f"error: bad setting {error}")
+        raise SystemExit(f"error: bad setting {error}") from None
     return settings.db_url or db_open.sqlite_url(os.path.join(data_dir, DB_FILE_NAME))
 
 
@@ -112,7 +112,7 @@ def _open(options):
                              f"creates them when it first starts with this package.\n{SAY_WHERE}")
         migrations.ensure_ready(database)
     except (migrations.SchemaTooNew, db_open.DatabaseUrlError, peewee.OperationalError) as error:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     return database, url
 
 
@@ -136,7 +136,7 @@ def cmd_create_key(options, database):
             "scopes": ["admin"] if options.admin else [],
         })
     except (validation.InvalidInput, ValueError) as error:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     plaintext = key_format.generate_key()
     record = repository.create_key(
         database, key_id=key_format.generate_key_id(), key_hash=key_format.hash_key(plaintext),
@@ -199,7 +199,7 @@ def cmd_set_password(options, database):
     try:
         validation.validate_password(password)
     except validation.InvalidInput as error:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     repository.set_admin_password_hash(database, passwords.hash_password(password))
     _audit(database, "password_set", "admin")
     print("admin password set")

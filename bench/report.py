@@ -141,7 +141,7 @@ class Report:
         self.say(f"{'PASS' if abs(move) <= RATIO_MOVE_TOLERANCE else 'MISS'}  ratio with {o.keys:,} more keys vs "
                  f"4 keys moves <= {RATIO_MOVE_TOLERANCE}: {move:+.3f} measured, {cpu_move:+.3f} from CPU per request "
                  f"({'PASS' if abs(cpu_move) <= RATIO_MOVE_TOLERANCE else 'MISS'})")
-        for name, result in self.results.get("bursts", {}).items():
+        for result in self.results.get("bursts", {}).values():
             self.say(f"{'PASS' if result['exact'] else 'MISS'}  burst exact, {result['title']}: "
                      f"{result['statuses'].get('200', 0)} of {o.burst_n} succeeded, L = {o.burst_limit}")
         budget_us = a["us_per_req"] * (1 / TARGET_RATIO - 1)

@@ -661,7 +661,7 @@ def test_protocol_level_garbage(server, keys):
         ("backslash path", request_bytes(path=b"\\api\\keys")),
         ("space in path", request_bytes(path=b"/api/ keys")),
     ]
-    for label, data in parser_cases:
+    for _label, data in parser_cases:
         with unchanged(server):
             parser_refused(send_raw(server, data))
     package_cases = [
@@ -670,7 +670,7 @@ def test_protocol_level_garbage(server, keys):
          "MALFORMED_KEY"),
         ("obs-fold continuation", request_bytes(headers=remote + b"X-API-Key: comfy_a\r\n b\r\n"), None),
     ]
-    for label, data, code in package_cases:
+    for _label, data, code in package_cases:
         with unchanged(server):
             answer = send_raw(server, data)
             if answer.status == 400 and not answer.body.startswith(b"{"):

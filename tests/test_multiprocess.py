@@ -92,7 +92,7 @@ def test_usage_totals_add_up_exactly_across_processes(cluster):
     key = cluster[0].create_key("counted", rate_limit=100000)
     wait_until_known(cluster, key["api_key"])
     made = PROCESSES  # the requests wait_until_known made
-    for round_number in range(20):
+    for _ in range(20):
         for host in cluster:
             assert host.get("/api/system_stats", headers={"X-API-Key": key["api_key"]}).status_code == 200
             made += 1
@@ -100,7 +100,8 @@ def test_usage_totals_add_up_exactly_across_processes(cluster):
     for host in cluster:
         stats = host.get(f"/api/keys/{key['key_id']}").json()["usage_stats"]
         assert stats["total_requests"] == made
-        assert {e["route"]: e["requests"] for e in stats["endpoints"]} == {"/features": PROCESSES, "/system_stats": made - PROCESSES}
+        endpoints = {e["route"]: e["requests"] for e in stats["endpoints"]}
+        assert endpoints == {"/features": PROCESSES, "/system_stats": made - PROCESSES}
 
 
 def test_sessions_work_on_every_process_and_sign_out_ends_them_everywhere(cluster):

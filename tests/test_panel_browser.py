@@ -194,7 +194,7 @@ def test_key_lifecycle_through_the_panel(context, host):
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=host.base)
     page = context.new_page()
     seen = watch(page)
-    panel = open_panel(page, host)
+    open_panel(page, host)
     assert "Admin" in page.get_by_test_id("principal").inner_text()
     page.get_by_test_id("key-count").filter(has_text="2 keys").wait_for()
     assert "8 / 50 this hour" in row(page, "nightly batch").inner_text()
