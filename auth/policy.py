@@ -27,6 +27,7 @@ BUILTIN_RULES = {
     ("/keys", None): ADMIN,
     ("/keys/{key_id}", None): ADMIN,
     ("/auth/password", None): ADMIN,
+    ("/auth/sessions/end-all", None): ADMIN,
     ("/auth/settings", None): ADMIN,
     ("/usage/all", None): ADMIN,
     ("/audit", None): ADMIN,

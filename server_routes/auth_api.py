@@ -2,14 +2,16 @@
 
 import os
 import time
+from functools import partial
 
 from aiohttp import web
 
 from ..auth import keys as key_format
 from ..auth import validation
+from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, window_start
 from .login_page import LOGIN_PAGE
 from .keys_api import audit
-from .middleware import SESSION_COOKIE, current_principal
+from .middleware import SESSION_COOKIE, current_principal, too_many
 from .responses import BodyError, error, invalid, read_json
 
 LOGIN_FIELDS = frozenset({"password", "api_key"})
@@ -18,6 +20,44 @@ OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi
 
 def _client(request) -> str:
     return request.remote or "unknown"
+
+
+def _too_many_attempts(wait: int):
+    return error(429, "TOO_MANY_ATTEMPTS", f"too many failed sign-ins; try again in {wait} s",
+                 headers={"Retry-After": str(wait)}, reset_in=wait)
+
+
+def _credentials(body) -> tuple[str, str]:
+    """("password" or "api_key", the secret) from a sign-in body, or InvalidInput."""
+    if not isinstance(body, dict):
+        raise validation.InvalidInput(None, "request body must be a JSON object", "INVALID_BODY")
+    unknown = sorted(set(body) - LOGIN_FIELDS)
+    if unknown:
+        raise validation.InvalidInput(unknown[0], f"unknown field '{unknown[0]}'", "UNKNOWN_FIELD")
+    if len(body) != 1:
+        raise validation.InvalidInput(None, "send exactly one of 'password' or 'api_key'", "MISSING_FIELD")
+    (field, value), = body.items()
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise validation.InvalidInput(field, f"'{field}' must be a non-empty string", "INVALID_FIELD")
+    return field, value
+
+
+def _active_key(runtime, presented: str):
+    """The record of an active key, or None. A key session follows the key:
+    disabling or unscoping it takes effect."""
+    principal = runtime.key_principals.get(key_format.digest_key(presented))
+    record = principal.key if principal is not None else None
+    return record if record is not None and record.is_active else None
+
+
+async def _resolved(value):
+    return value
+
+
+def _own_session(request):
+    """The caller's session token, if it signed in with one (the middleware let it through)."""
+    principal = current_principal.get()
+    return request.cookies.get(SESSION_COOKIE) if principal.via == "session" else None
 
 
 class AuthApi:
@@ -44,57 +84,65 @@ class AuthApi:
     async def login(self, request):
         runtime = self.runtime
         client = _client(request)
-        wait = runtime.login_throttle.retry_after(client, time.time())
+        started = time.time()
+        # Counted as a failure before anything is awaited (the body, the
+        # database, bcrypt), so concurrent or slow-body attempts cannot all pass
+        # the check; given back unless the credentials were checked and wrong.
+        wait = runtime.login_throttle.reserve(client, started)
         if wait:
-            return error(429, "TOO_MANY_ATTEMPTS", f"too many failed sign-ins; try again in {wait} s",
-                         headers={"Retry-After": str(wait)}, reset_in=wait)
+            return _too_many_attempts(wait)
+        failed = False
         try:
-            body = await read_json(request, 4096)
-            kind, key_pk = await self._check_credentials(body)
-        except BodyError as exc:
-            return exc.response
-        except validation.InvalidInput as exc:
-            return invalid(exc)
-        method = "password" if "password" in body else "api_key"
-        if kind is None:
-            runtime.login_throttle.failed(client, time.time())
-            audit(runtime, request, "sign_in_failed", method=method)
-            return error(401, "INVALID_CREDENTIALS", "wrong password or API key")
-        runtime.login_throttle.succeeded(client)
-        target = runtime.keys_by_pk[key_pk].key_id if key_pk is not None else "admin"
-        audit(runtime, request, "sign_in", target, method=method)
-        token = await runtime.open_session(kind, key_pk, client)
-        body = {"ok": True, "kind": kind}
-        if key_pk is not None:
-            record = runtime.keys_by_pk.get(key_pk)
-            body["kind"] = "admin" if record is not None and record.is_admin else "key"
+            try:
+                field, secret = _credentials(await read_json(request, 4096))
+            except BodyError as exc:
+                return exc.response
+            except validation.InvalidInput as exc:
+                return invalid(exc)
+            if field == "password":
+                if not runtime.password_checks.take():
+                    return error(429, "SIGN_IN_BUSY", "too many sign-ins are being checked at once; try again",
+                                 headers={"Retry-After": "1"}, reset_in=1)
+                try:
+                    outcome = await self._evaluate(client, partial(runtime.check_admin_password, secret))
+                finally:
+                    runtime.password_checks.give_back()
+                kind, key = "admin", None
+            else:
+                key = _active_key(runtime, secret)
+                outcome = await self._evaluate(client, partial(_resolved, key is not None))
+                kind = "key"
+            if isinstance(outcome, web.Response):
+                return outcome
+            method = "password" if field == "password" else "api_key"
+            if not outcome:
+                failed = True
+                audit(runtime, request, "sign_in_failed", method=method)
+                return error(401, "INVALID_CREDENTIALS", "wrong password or API key")
+            if key is not None and await runtime.spend_request(key, started) == REFUSED:
+                return too_many(key, window_start(started) + WINDOW_SECONDS, started)
+            audit(runtime, request, "sign_in", key.key_id if key is not None else "admin", method=method)
+            token = await runtime.open_session(kind, key.pk if key is not None else None, client)
+        finally:
+            if not failed:
+                runtime.login_throttle.refund(client, started)
+        body = {"ok": True, "kind": "admin" if key is None or key.is_admin else "key"}
         response = web.json_response(body, headers={"Cache-Control": "no-store"})
         response.set_cookie(SESSION_COOKIE, token, max_age=runtime.settings.session_ttl, path="/",
                             httponly=True, samesite="Lax", secure=request.secure)
         return response
 
-    async def _check_credentials(self, body):
-        """(session kind, key pk) for good credentials, (None, None) otherwise."""
-        if not isinstance(body, dict):
-            raise validation.InvalidInput(None, "request body must be a JSON object", "INVALID_BODY")
-        unknown = sorted(set(body) - LOGIN_FIELDS)
-        if unknown:
-            raise validation.InvalidInput(unknown[0], f"unknown field '{unknown[0]}'", "UNKNOWN_FIELD")
-        if len(body) != 1:
-            raise validation.InvalidInput(None, "send exactly one of 'password' or 'api_key'", "MISSING_FIELD")
-        (field, value), = body.items()
-        if not isinstance(value, str) or not value or len(value) > 1024:
-            raise validation.InvalidInput(field, f"'{field}' must be a non-empty string", "INVALID_FIELD")
-        if field == "password":
-            if await self.runtime.check_admin_password(value):
-                return "admin", None
-            return None, None
-        principal = self.runtime.key_principals.get(key_format.digest_key(value))
-        record = principal.key if principal is not None else None
-        if record is None or not record.is_active:
-            return None, None
-        # A key session follows the key: disabling or unscoping it takes effect.
-        return "key", record.pk
+    async def _evaluate(self, client, check):
+        """Count the attempt where every process sharing the database sees it,
+        then run ``check``: its verdict, or a 429 when other processes used up
+        this address's attempts (``check`` never runs). A good attempt is given back."""
+        attempt, wait = await self.runtime.count_sign_in_attempt(client)
+        if attempt is None:
+            return _too_many_attempts(wait)
+        verdict = await check()
+        if verdict:
+            await self.runtime.uncount_sign_in_attempt(attempt)
+        return verdict
 
     async def logout(self, request):
         token = request.cookies.get(SESSION_COOKIE)
@@ -115,9 +163,32 @@ class AuthApi:
             return exc.response
         except validation.InvalidInput as exc:
             return invalid(exc)
-        await self.runtime.set_admin_password(password)
-        audit(self.runtime, request, "password_set")
-        return web.json_response({"ok": True, "message": "admin password set"})
+        # Sessions opened with the old password end; the caller's own stays.
+        ended = await self.runtime.set_admin_password(password, keep_token=_own_session(request))
+        audit(self.runtime, request, "password_set", sessions_ended=ended)
+        return web.json_response({"ok": True, "message": "admin password set", "sessions_ended": ended})
+
+    async def end_all_sessions(self, request):
+        """Sign out everywhere: every browser session, admin and key; the
+        caller's own too unless ``{"keep_current": true}``."""
+        try:
+            body = await read_json(request, 4096) if request.body_exists else {}
+            if not isinstance(body, dict) or set(body) - {"keep_current"} or not isinstance(
+                    body.get("keep_current", False), bool):
+                raise validation.InvalidInput("keep_current", "send {} or {\"keep_current\": true}", "INVALID_BODY")
+        except BodyError as exc:
+            return exc.response
+        except validation.InvalidInput as exc:
+            return invalid(exc)
+        own = _own_session(request)
+        keep = own if body.get("keep_current") else None
+        ended = await self.runtime.end_all_sessions(keep_token=keep)
+        audit(self.runtime, request, "sessions_ended", "all", ended=ended, kept_current=keep is not None)
+        response = web.json_response({"ok": True, "message": f"{ended} sessions ended", "ended": ended},
+                                     headers={"Cache-Control": "no-store"})
+        if own and keep is None:
+            response.del_cookie(SESSION_COOKIE, path="/")
+        return response
 
     async def openapi(self, request):
         """The OpenAPI 3 description of every route this package adds (admins only)."""
@@ -130,3 +201,4 @@ class AuthApi:
         routes.post("/auth/login")(self.login)
         routes.post("/auth/logout")(self.logout)
         routes.put("/auth/password")(self.set_password)
+        routes.post("/auth/sessions/end-all")(self.end_all_sessions)

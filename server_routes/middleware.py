@@ -88,6 +88,15 @@ def _digest(text: str):
         return None
 
 
+def too_many(key, reset_at, now):
+    """429 for a key whose hourly limit is spent (also used by a key sign-in)."""
+    reset_in = max(1, reset_at - int(now))
+    headers = {"X-RateLimit-Limit": str(key.rate_limit), "X-RateLimit-Remaining": "0",
+               "X-RateLimit-Reset": str(reset_at), "Retry-After": str(reset_in)}
+    return error(429, "RATE_LIMIT_EXCEEDED", f"rate limit of {key.rate_limit} requests per hour exceeded",
+                 headers=headers, limit=key.rate_limit, reset_in=reset_in)
+
+
 class Denied(Exception):
     def __init__(self, response):
         super().__init__(response.status)
@@ -234,29 +243,6 @@ def create_middleware(runtime, gate: PromptGate):
         return _unauthorized("AUTH_REQUIRED", "sign in at /login, or send an API key as 'Authorization: Bearer <key>'"
                              + (" (or call from this machine)" if runtime.trusted_local_possible else ""))
 
-    async def take_shared(key, window, now):
-        """Spend from this process's batch; claim another from the database when it runs out."""
-        # Each claim grants at least one request or learns the hour is spent,
-        # so this ends; the bound is a guard against a database gone strange.
-        waiters = runtime.quota_waiters
-        waiters[key.pk] = waiters.get(key.pk, 0) + 1  # claims ask for what is waiting, no more
-        try:
-            for _ in range(100):
-                remaining = runtime.quota.take(key.pk, key.rate_limit, window)
-                if remaining is not None:
-                    return remaining
-                await runtime.claim_quota(key, now)
-            return REFUSED
-        finally:
-            waiters[key.pk] -= 1
-
-    def too_many(key, reset_at, now):
-        reset_in = max(1, reset_at - int(now))
-        headers = {"X-RateLimit-Limit": str(key.rate_limit), "X-RateLimit-Remaining": "0",
-                   "X-RateLimit-Reset": str(reset_at), "Retry-After": str(reset_in)}
-        return error(429, "RATE_LIMIT_EXCEEDED", f"rate limit of {key.rate_limit} requests per hour exceeded",
-                     headers=headers, limit=key.rate_limit, reset_in=reset_in)
-
     def bearer_principal(headers, authorization, facts):
         """The principal of a lone, valid, active ``Authorization: Bearer <key>``
         allowed on this route; else None. A header value seen before costs one
@@ -330,7 +316,7 @@ def create_middleware(runtime, gate: PromptGate):
             else:
                 remaining = quota.take(key.pk, key.rate_limit, window)
                 if remaining is None:
-                    remaining = await take_shared(key, window, now)
+                    remaining = await runtime.take_shared(key, window, now)
                 if quota.running_low:
                     runtime.prefetch_running_low(now)
             cells = facts.usage_cells
