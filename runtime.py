@@ -560,13 +560,14 @@ class AuthRuntime:
 
     # ---- sessions and the admin password ---------------------------------------------------
 
-    async def open_session(self, kind: str, key_pk: int | None, client: str) -> str:
-        """A new session's token. The owner's oldest sessions beyond its bound end."""
+    async def open_session(self, kind: str, key_pk: int | None, client: str, attempt: int | None = None) -> str:
+        """A new session's token. The owner's oldest sessions beyond its bound
+        end; the sign-in ``attempt`` that opened it no longer counts."""
         token = secrets.token_urlsafe(32)  # 256 bits
         bound = self.settings.max_admin_sessions if key_pk is None else self.settings.max_sessions_per_key
         session, ended = await self.run_db(
             repository.create_session, token_hash=token_hash(token), kind=kind, key_pk=key_pk,
-            client=client, now=self.clock(), ttl=self.settings.session_ttl, max_live=bound)
+            client=client, now=self.clock(), ttl=self.settings.session_ttl, max_live=bound, attempt_id=attempt)
         self._remember_session(session)
         self._drop_sessions(ended)
         return token

@@ -104,13 +104,13 @@ class AuthApi:
                     return error(429, "SIGN_IN_BUSY", "too many sign-ins are being checked at once; try again",
                                  headers={"Retry-After": "1"}, reset_in=1)
                 try:
-                    outcome = await self._evaluate(client, partial(runtime.check_admin_password, secret))
+                    outcome, attempt = await self._evaluate(client, partial(runtime.check_admin_password, secret))
                 finally:
                     runtime.password_checks.give_back()
                 kind, key = "admin", None
             else:
                 key = _active_key(runtime, secret)
-                outcome = await self._evaluate(client, partial(_resolved, key is not None))
+                outcome, attempt = await self._evaluate(client, partial(_resolved, key is not None))
                 kind = "key"
             if isinstance(outcome, web.Response):
                 return outcome
@@ -120,9 +120,11 @@ class AuthApi:
                 audit(runtime, request, "sign_in_failed", method=method)
                 return error(401, "INVALID_CREDENTIALS", "wrong password or API key")
             if key is not None and await runtime.spend_request(key, started) == REFUSED:
+                await runtime.uncount_sign_in_attempt(attempt)
                 return too_many(key, window_start(started) + WINDOW_SECONDS, started)
             audit(runtime, request, "sign_in", key.key_id if key is not None else "admin", method=method)
-            token = await runtime.open_session(kind, key.pk if key is not None else None, client)
+            # The good attempt is given back in the session's own transaction.
+            token = await runtime.open_session(kind, key.pk if key is not None else None, client, attempt)
         finally:
             if not failed:
                 runtime.login_throttle.refund(client, started)
@@ -134,15 +136,12 @@ class AuthApi:
 
     async def _evaluate(self, client, check):
         """Count the attempt where every process sharing the database sees it,
-        then run ``check``: its verdict, or a 429 when other processes used up
-        this address's attempts (``check`` never runs). A good attempt is given back."""
+        then run ``check``: (its verdict, the attempt's id), or (a 429, None)
+        when other processes used up this address's attempts (``check`` never runs)."""
         attempt, wait = await self.runtime.count_sign_in_attempt(client)
         if attempt is None:
-            return _too_many_attempts(wait)
-        verdict = await check()
-        if verdict:
-            await self.runtime.uncount_sign_in_attempt(attempt)
-        return verdict
+            return _too_many_attempts(wait), None
+        return await check(), attempt
 
     async def logout(self, request):
         token = request.cookies.get(SESSION_COOKIE)

@@ -45,8 +45,8 @@ class ApiKey(BaseModel):
 
 
 class Session(BaseModel):
-    # schema v3 adds an index on key_pk (in the migration, not here: v1 creates
-    # this table from this model) for the bound on sessions per key.
+    # schema v3 adds an index on (key_pk, ended_at) (in the migration, not here:
+    # v1 creates this table from this model) for the bound on sessions per key.
     token_hash = peewee.CharField(max_length=64, unique=True)
     kind = peewee.CharField(max_length=16)  # "admin" or "key"
     key_pk = peewee.BigIntegerField(null=True)

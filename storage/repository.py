@@ -134,9 +134,11 @@ def key_changes(database, since_revision: int):
 
 # ---- sessions -----------------------------------------------------------------
 
-def create_session(database, *, token_hash, kind, key_pk, client, now, ttl, max_live) -> tuple[dict, list[str]]:
+def create_session(database, *, token_hash, kind, key_pk, client, now, ttl, max_live,
+                   attempt_id=None) -> tuple[dict, list[str]]:
     """Open a session; the oldest live sessions of the same owner (the key, or
-    the admin password) beyond ``max_live`` end in the same transaction.
+    the admin password) beyond ``max_live`` end, and the sign-in attempt
+    ``attempt_id`` is given back, in the same transaction (one commit).
     Returns (the session, token hashes of the sessions it ended)."""
     with _write_transaction(database):
         # The revision first: its row lock serialises concurrent sign-ins of
@@ -149,6 +151,8 @@ def create_session(database, *, token_hash, kind, key_pk, client, now, ttl, max_
                   .order_by(Session.created_at.desc(), Session.id.desc()).offset(max_live))
         ended = Session.update(ended_at=now, revision=revision).where(Session.id.in_(beyond)).execute()
         ended = _ended_with(revision) if ended else []
+        if attempt_id is not None:
+            refund_login_attempt(database, attempt_id)
     return session_dict(row), ended
 
 
