@@ -100,18 +100,11 @@ class AuthApi:
             except validation.InvalidInput as exc:
                 return invalid(exc)
             if field == "password":
-                if not runtime.password_checks.take():
-                    return error(429, "SIGN_IN_BUSY", "too many sign-ins are being checked at once; try again",
-                                 headers={"Retry-After": "1"}, reset_in=1)
-                try:
-                    outcome, attempt = await self._evaluate(client, partial(runtime.check_admin_password, secret))
-                finally:
-                    runtime.password_checks.give_back()
-                kind, key = "admin", None
+                key = None
+                outcome, attempt = await self._check_password(client, secret)
             else:
                 key = _active_key(runtime, secret)
                 outcome, attempt = await self._evaluate(client, partial(_resolved, key is not None))
-                kind = "key"
             if isinstance(outcome, web.Response):
                 return outcome
             method = "password" if field == "password" else "api_key"
@@ -124,7 +117,8 @@ class AuthApi:
                 return too_many(key, window_start(started) + WINDOW_SECONDS, started)
             audit(runtime, request, "sign_in", key.key_id if key is not None else "admin", method=method)
             # The good attempt is given back in the session's own transaction.
-            token = await runtime.open_session(kind, key.pk if key is not None else None, client, attempt)
+            token = await runtime.open_session("admin" if key is None else "key", key.pk if key is not None else None,
+                                               client, attempt)
         finally:
             if not failed:
                 runtime.login_throttle.refund(client, started)
@@ -133,6 +127,18 @@ class AuthApi:
         response.set_cookie(SESSION_COOKIE, token, max_age=runtime.settings.session_ttl, path="/",
                             httponly=True, samesite="Lax", secure=request.secure)
         return response
+
+    async def _check_password(self, client, password):
+        """Like ``_evaluate``, within the cap on bcrypt checks in flight: past
+        it, (a 429, None) at once; the CPU is the scarce thing a flood spends."""
+        slots = self.runtime.password_checks
+        if not slots.take():
+            return error(429, "SIGN_IN_BUSY", "too many sign-ins are being checked at once; try again",
+                         headers={"Retry-After": "1"}, reset_in=1), None
+        try:
+            return await self._evaluate(client, partial(self.runtime.check_admin_password, password))
+        finally:
+            slots.give_back()
 
     async def _evaluate(self, client, check):
         """Count the attempt where every process sharing the database sees it,
