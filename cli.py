@@ -6,6 +6,7 @@ processes pick up changes within their refresh interval.
 
     python custom_nodes/<package> create-key --name ops --admin
     python custom_nodes/<package> set-password
+    python custom_nodes/<package> sign-out-everywhere
 
 It finds the database as the server does: --db, else COMFYUI_API_AUTH_DB,
 else the one of the data directory: --data-dir or COMFYUI_API_AUTH_DATA_DIR,
@@ -200,9 +201,16 @@ def cmd_set_password(options, database):
         validation.validate_password(password)
     except validation.InvalidInput as error:
         raise SystemExit(f"error: {error}") from None
-    repository.set_admin_password_hash(database, passwords.hash_password(password))
-    _audit(database, "password_set", "admin")
-    print("admin password set")
+    ended = repository.set_admin_password_hash(database, passwords.hash_password(password), time.time())
+    _audit(database, "password_set", "admin", sessions_ended=len(ended))
+    print(f"admin password set; {len(ended)} admin sessions ended")
+
+
+def cmd_sign_out_everywhere(options, database):
+    ended = repository.end_sessions(database, time.time())
+    _audit(database, "sessions_ended", "all", ended=len(ended), kept_current=False)
+    print(f"{len(ended)} sessions ended (admin and key sessions); running servers drop them within their "
+          "refresh interval")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     password = commands.add_parser("set-password", help="set the admin password (asked for, or read from stdin)")
     password.add_argument("--password-stdin", action="store_true")
     password.set_defaults(run=cmd_set_password)
+
+    everywhere = commands.add_parser("sign-out-everywhere",
+                                     help="end every browser session (admin and key); keys keep working")
+    everywhere.set_defaults(run=cmd_sign_out_everywhere)
     return parser
 
 

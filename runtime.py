@@ -29,8 +29,8 @@ from .auth.jobs import INTERRUPTED, JobTracker, outcome_from_history, summarize_
 from .auth.policy import AccessPolicy
 from .auth.principals import KeyRecord, Principal, for_key
 from .auth.proxies import TrustedProxies
-from .auth.ratelimit import HourlyLimiter, SharedQuota, window_start
-from .auth.throttle import AttemptThrottle
+from .auth.ratelimit import REFUSED, HourlyLimiter, SharedQuota, window_start
+from .auth.throttle import AttemptThrottle, WorkSlots
 from .auth.usage import UsageAggregator, summarize
 from .storage import database as db_open
 from .storage import migrations, repository
@@ -124,6 +124,7 @@ class AuthRuntime:
         self.usage = UsageAggregator()
         self.last_used: dict[int, float] = {}
         self.login_throttle = AttemptThrottle(10, 300)
+        self.password_checks = WorkSlots(2)  # bcrypt runs at once in this process
         self.trusted_local_possible = False
         self.local_trust = "off"  # what a trusted local request gets here: bootstrap, on or off (set by install)
         self.trusted_proxies = TrustedProxies()
@@ -180,6 +181,7 @@ class AuthRuntime:
         self.policy = AccessPolicy(self.settings.mode, self.settings.public_paths)
         self.login_throttle = AttemptThrottle(self.settings.login_attempts, self.settings.login_window)
         self.trusted_proxies = TrustedProxies(self.settings.trusted_proxies)
+        self.password_checks = WorkSlots(self.settings.login_concurrency)
 
     def fail(self, reason: str):
         reason = db_open.mask_secrets(reason)  # it may quote a database URL or error; it is logged
@@ -228,7 +230,7 @@ class AuthRuntime:
         self._tasks = [
             asyncio.ensure_future(self._every(self.settings.refresh_interval, self.refresh_tick)),
             asyncio.ensure_future(self._every(self.settings.flush_interval, self.flush)),
-            asyncio.ensure_future(self._every(3600, self.purge_old)),
+            asyncio.ensure_future(self._every(3600, self.purge_old, first=0)),
             asyncio.ensure_future(self._every(1.0, self.poll_jobs)),
         ]
         if self.quota is not None:
@@ -262,9 +264,11 @@ class AuthRuntime:
     def _apply_env_password(self, password: str):
         current = repository.get_admin_password_hash(self.database)
         if not passwords.check_password(password, current):
-            repository.set_admin_password_hash(self.database, passwords.hash_password(password))
+            ended = repository.set_admin_password_hash(self.database, passwords.hash_password(password), self.clock())
+            self._drop_sessions(ended)
             repository.write_audit(self.database, [{"at": self.clock(), "actor": "config", "action": "password_set",
-                                                    "target": "admin", "detail": {"source": "environment"}}])
+                                                    "target": "admin",
+                                                    "detail": {"source": "environment", "sessions_ended": len(ended)}}])
             log.info("[api-auth] admin password set from COMFYUI_API_AUTH_ADMIN_PASSWORD")
 
     async def stop(self):
@@ -302,9 +306,11 @@ class AuthRuntime:
         except Exception:  # noqa: BLE001
             log.exception("[api-auth] final usage flush failed")
 
-    async def _every(self, seconds: float, job):
+    async def _every(self, seconds: float, job, first: float | None = None):
+        delay = seconds if first is None else first
         while True:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(delay)
+            delay = seconds
             try:
                 await job()
             except asyncio.CancelledError:
@@ -323,6 +329,35 @@ class AuthRuntime:
             self._claims[key.pk] = claim
             claim.add_done_callback(self._claim_done(key.pk))
         await asyncio.shield(claim)
+
+    async def take_shared(self, key: KeyRecord, window: int, now: float) -> int:
+        """Spend from this process's batch; claim another from the database when it runs out."""
+        # Each claim grants at least one request or learns the hour is spent,
+        # so this ends; the bound is a guard against a database gone strange.
+        waiters = self.quota_waiters
+        waiters[key.pk] = waiters.get(key.pk, 0) + 1  # claims ask for what is waiting, no more
+        try:
+            for _ in range(100):
+                remaining = self.quota.take(key.pk, key.rate_limit, window)
+                if remaining is not None:
+                    return remaining
+                await self.claim_quota(key, now)
+            return REFUSED
+        finally:
+            waiters[key.pk] -= 1
+
+    async def spend_request(self, key: KeyRecord, now: float) -> int:
+        """Count one request against the key's hourly limit, as the middleware
+        does for a request made with the key: the requests left, or REFUSED."""
+        window = window_start(now)
+        if self.quota is None:
+            return self.limiter.take(key.pk, key.rate_limit, window)
+        remaining = self.quota.take(key.pk, key.rate_limit, window)
+        if remaining is None:
+            remaining = await self.take_shared(key, window, now)
+        if self.quota.running_low:
+            self.prefetch_running_low(now)
+        return remaining
 
     def prefetch_quota(self, key: KeyRecord, now: float):
         """Start claiming the next batch without waiting for it (no-op if a claim is under way)."""
@@ -519,10 +554,13 @@ class AuthRuntime:
         self.note_flushed_last_used(last_used)
 
     async def purge_old(self):
+        """Drop what has outlived its retention (hourly, and once at start)."""
         now = self.clock()
         cutoff = int(now) // 3600 * 3600 - self.settings.usage_retention_days * 86400
         await self.run_db(repository.purge_usage, cutoff)
         await self.run_db(repository.purge_sessions, now)
+        await self.run_db(repository.purge_audit, now - self.settings.audit_retention_days * 86400)
+        await self.run_db(repository.purge_login_attempts, now - self.settings.login_window)
 
     # ---- keys ------------------------------------------------------------------------
 
@@ -640,12 +678,16 @@ class AuthRuntime:
 
     # ---- sessions and the admin password ---------------------------------------------------
 
-    async def open_session(self, kind: str, key_pk: int | None, client: str) -> str:
+    async def open_session(self, kind: str, key_pk: int | None, client: str, attempt: int | None = None) -> str:
+        """A new session's token. The owner's oldest sessions beyond its bound
+        end; the sign-in ``attempt`` that opened it no longer counts."""
         token = secrets.token_urlsafe(32)  # 256 bits
-        session = await self.run_db(
+        bound = self.settings.max_admin_sessions if key_pk is None else self.settings.max_sessions_per_key
+        session, ended = await self.run_db(
             repository.create_session, token_hash=token_hash(token), kind=kind, key_pk=key_pk,
-            client=client, now=self.clock(), ttl=self.settings.session_ttl)
+            client=client, now=self.clock(), ttl=self.settings.session_ttl, max_live=bound, attempt_id=attempt)
         self._remember_session(session)
+        self._drop_sessions(ended)
         return token
 
     async def end_session(self, token: str):
@@ -653,6 +695,38 @@ class AuthRuntime:
         self.sessions.pop(hashed, None)
         self.access_changed()
         await self.run_db(repository.end_session, hashed, self.clock())
+
+    async def end_all_sessions(self, keep_token: str | None = None) -> int:
+        """Sign out everywhere: end every session (admin and key), except the
+        one of ``keep_token`` if given. Other processes drop them on their next
+        refresh. Returns how many ended."""
+        keep = token_hash(keep_token) if keep_token else None
+        ended = await self.run_db(repository.end_sessions, self.clock(), None, keep)
+        self._drop_sessions(ended)
+        return len(ended)
+
+    def _drop_sessions(self, token_hashes: list[str]):
+        for hashed in token_hashes:
+            self.sessions.pop(hashed, None)
+        if token_hashes:
+            self.access_changed()  # their sockets close now, not at the next refresh
+
+    # ---- sign-in attempts ------------------------------------------------------------------
+
+    async def count_sign_in_attempt(self, client: str) -> tuple[int | None, int]:
+        """Count an attempt from ``client`` in the database, where every process
+        sharing it sees it: (attempt id, 0), or (None, seconds to wait) when the
+        address has used up its attempts there (then refused here without asking
+        again until then)."""
+        now = self.clock()
+        attempt, wait = await self.run_db(repository.reserve_login_attempt, client[:64], now,
+                                          self.settings.login_window, self.settings.login_attempts)
+        if attempt is None:
+            self.login_throttle.block(client, now + wait)
+        return attempt, wait
+
+    async def uncount_sign_in_attempt(self, attempt: int):
+        await self.run_db(repository.refund_login_attempt, attempt)
 
     async def check_admin_password(self, password: str) -> bool:
         stored = await self.run_db(repository.get_admin_password_hash)
@@ -696,8 +770,14 @@ class AuthRuntime:
         if self._setup_code is None and not self.admin_exists:
             self._setup_code = spent
 
-    async def set_admin_password(self, password: str):
+    async def set_admin_password(self, password: str, keep_token: str | None = None) -> int:
+        """Store a new admin password. Every session opened with the old one
+        ends, except the one of ``keep_token`` (whoever changed it). Returns how
+        many ended."""
         loop = asyncio.get_running_loop()
         hashed = await loop.run_in_executor(None, passwords.hash_password, password)
-        await self.run_db(repository.set_admin_password_hash, hashed)
+        keep = token_hash(keep_token) if keep_token else None
+        ended = await self.run_db(repository.set_admin_password_hash, hashed, self.clock(), keep)
+        self._drop_sessions(ended)
         self.admin_password_set = True
+        return len(ended)

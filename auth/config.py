@@ -41,6 +41,10 @@ class Settings:
     login_window: int = 300
     max_body_bytes: int = 64 * 1024
     shared_limits: str = "on"  # on: claim quota from the database in batches (several processes)
+    login_concurrency: int = 2  # admin password checks (bcrypt) in flight per process; more get 429
+    max_sessions_per_key: int = 10  # live sessions opened with one key; the oldest ends first
+    max_admin_sessions: int = 50  # live sessions opened with the admin password
+    audit_retention_days: int = 90
 
     @property
     def enabled(self) -> bool:
@@ -157,6 +161,10 @@ OPTIONS = {
     "LOGIN_ATTEMPTS": ("login_attempts", _int_range(1, 10000)),
     "LOGIN_WINDOW": ("login_window", _int_range(1, 86400)),
     "SHARED_LIMITS": ("shared_limits", _parse_on_off),
+    "LOGIN_CONCURRENCY": ("login_concurrency", _int_range(1, 64)),
+    "MAX_SESSIONS_PER_KEY": ("max_sessions_per_key", _int_range(1, 10000)),
+    "MAX_ADMIN_SESSIONS": ("max_admin_sessions", _int_range(1, 10000)),
+    "AUDIT_RETENTION_DAYS": ("audit_retention_days", _int_range(1, 100000)),
 }
 
 

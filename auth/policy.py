@@ -29,6 +29,7 @@ BUILTIN_RULES = {
     ("/keys", None): KEYS,
     ("/keys/{key_id}", None): KEYS,
     ("/auth/password", None): ADMIN,
+    ("/auth/sessions/end-all", None): ADMIN,
     ("/auth/settings", None): ADMIN,
     ("/usage/all", None): ADMIN,
     ("/audit", None): ADMIN,

@@ -2,15 +2,17 @@
 
 import os
 import time
+from functools import partial
 
 from aiohttp import web
 
 from ..auth import keys as key_format
 from ..auth import validation
+from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, window_start
 from ..runtime import StorageUnavailable
 from .login_page import LOGIN_PAGE
 from .keys_api import audit
-from .middleware import SESSION_COOKIE, client_address, current_principal, is_https
+from .middleware import SESSION_COOKIE, client_address, current_principal, is_https, too_many
 from .responses import BodyError, error, invalid, read_json
 
 LOGIN_FIELDS = frozenset({"password", "api_key"})
@@ -22,6 +24,44 @@ OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi
 
 def _client(runtime, request) -> str:
     return client_address(request, runtime.trusted_proxies)
+
+
+def _too_many_attempts(wait: int):
+    return error(429, "TOO_MANY_ATTEMPTS", f"too many failed sign-ins; try again in {wait} s",
+                 headers={"Retry-After": str(wait)}, reset_in=wait)
+
+
+def _credentials(body) -> tuple[str, str]:
+    """("password" or "api_key", the secret) from a sign-in body, or InvalidInput."""
+    if not isinstance(body, dict):
+        raise validation.InvalidInput(None, "request body must be a JSON object", "INVALID_BODY")
+    unknown = sorted(set(body) - LOGIN_FIELDS)
+    if unknown:
+        raise validation.InvalidInput(unknown[0], f"unknown field '{unknown[0]}'", "UNKNOWN_FIELD")
+    if len(body) != 1:
+        raise validation.InvalidInput(None, "send exactly one of 'password' or 'api_key'", "MISSING_FIELD")
+    (field, value), = body.items()
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise validation.InvalidInput(field, f"'{field}' must be a non-empty string", "INVALID_FIELD")
+    return field, value
+
+
+def _active_key(runtime, presented: str):
+    """The record of an active key, or None. A key session follows the key:
+    disabling or unscoping it takes effect."""
+    principal = runtime.key_principals.get(key_format.digest_key(presented))
+    record = principal.key if principal is not None else None
+    return record if record is not None and record.is_active else None
+
+
+async def _resolved(value):
+    return value
+
+
+def _own_session(request):
+    """The caller's session token, if it signed in with one (the middleware let it through)."""
+    principal = current_principal.get()
+    return request.cookies.get(SESSION_COOKIE) if principal.via == "session" else None
 
 
 class AuthApi:
@@ -54,30 +94,45 @@ class AuthApi:
     async def login(self, request):
         runtime = self.runtime
         client = _client(runtime, request)
-        wait = runtime.login_throttle.retry_after(client, time.time())
+        started = time.time()
+        # Counted as a failure before anything is awaited (the body, the
+        # database, bcrypt), so concurrent or slow-body attempts cannot all pass
+        # the check; given back unless the credentials were checked and wrong.
+        wait = runtime.login_throttle.reserve(client, started)
         if wait:
-            return error(429, "TOO_MANY_ATTEMPTS", f"too many failed sign-ins; try again in {wait} s",
-                         headers={"Retry-After": str(wait)}, reset_in=wait)
+            return _too_many_attempts(wait)
+        failed = False
         try:
-            body = await read_json(request, 4096)
-            kind, key_pk = await self._check_credentials(body)
-        except BodyError as exc:
-            return exc.response
-        except validation.InvalidInput as exc:
-            return invalid(exc)
-        method = "password" if "password" in body else "api_key"
-        if kind is None:
-            runtime.login_throttle.failed(client, time.time())
-            audit(runtime, request, "sign_in_failed", method=method)
-            return error(401, "INVALID_CREDENTIALS", "wrong password or API key")
-        runtime.login_throttle.succeeded(client)
-        target = runtime.keys_by_pk[key_pk].key_id if key_pk is not None else "admin"
-        audit(runtime, request, "sign_in", target, method=method)
-        token = await runtime.open_session(kind, key_pk, client)
-        body = {"ok": True, "kind": kind}
-        if key_pk is not None:
-            record = runtime.keys_by_pk.get(key_pk)
-            body["kind"] = "admin" if record is not None and record.is_admin else "key"
+            try:
+                field, secret = _credentials(await read_json(request, 4096))
+            except BodyError as exc:
+                return exc.response
+            except validation.InvalidInput as exc:
+                return invalid(exc)
+            if field == "password":
+                key = None
+                outcome, attempt = await self._check_password(client, secret)
+            else:
+                key = _active_key(runtime, secret)
+                outcome, attempt = await self._evaluate(client, partial(_resolved, key is not None))
+            if isinstance(outcome, web.Response):
+                return outcome
+            method = "password" if field == "password" else "api_key"
+            if not outcome:
+                failed = True
+                audit(runtime, request, "sign_in_failed", method=method)
+                return error(401, "INVALID_CREDENTIALS", "wrong password or API key")
+            if key is not None and await runtime.spend_request(key, started) == REFUSED:
+                await runtime.uncount_sign_in_attempt(attempt)
+                return too_many(key, window_start(started) + WINDOW_SECONDS, started)
+            audit(runtime, request, "sign_in", key.key_id if key is not None else "admin", method=method)
+            # The good attempt is given back in the session's own transaction.
+            token = await runtime.open_session("admin" if key is None else "key", key.pk if key is not None else None,
+                                               client, attempt)
+        finally:
+            if not failed:
+                runtime.login_throttle.refund(client, started)
+        body = {"ok": True, "kind": "admin" if key is None or key.is_admin else "key"}
         response = web.json_response(body, headers={"Cache-Control": "no-store"})
         self._set_cookie(request, response, token)
         return response
@@ -86,28 +141,26 @@ class AuthApi:
         response.set_cookie(SESSION_COOKIE, token, max_age=self.runtime.settings.session_ttl, path="/",
                             httponly=True, samesite="Lax", secure=is_https(request, self.runtime.trusted_proxies))
 
-    async def _check_credentials(self, body):
-        """(session kind, key pk) for good credentials, (None, None) otherwise."""
-        if not isinstance(body, dict):
-            raise validation.InvalidInput(None, "request body must be a JSON object", "INVALID_BODY")
-        unknown = sorted(set(body) - LOGIN_FIELDS)
-        if unknown:
-            raise validation.InvalidInput(unknown[0], f"unknown field '{unknown[0]}'", "UNKNOWN_FIELD")
-        if len(body) != 1:
-            raise validation.InvalidInput(None, "send exactly one of 'password' or 'api_key'", "MISSING_FIELD")
-        (field, value), = body.items()
-        if not isinstance(value, str) or not value or len(value) > 1024:
-            raise validation.InvalidInput(field, f"'{field}' must be a non-empty string", "INVALID_FIELD")
-        if field == "password":
-            if await self.runtime.check_admin_password(value):
-                return "admin", None
-            return None, None
-        principal = self.runtime.key_principals.get(key_format.digest_key(value))
-        record = principal.key if principal is not None else None
-        if record is None or not record.is_active:
-            return None, None
-        # A key session follows the key: disabling or unscoping it takes effect.
-        return "key", record.pk
+    async def _check_password(self, client, password):
+        """Like ``_evaluate``, within the cap on bcrypt checks in flight: past
+        it, (a 429, None) at once; the CPU is the scarce thing a flood spends."""
+        slots = self.runtime.password_checks
+        if not slots.take():
+            return error(429, "SIGN_IN_BUSY", "too many sign-ins are being checked at once; try again",
+                         headers={"Retry-After": "1"}, reset_in=1), None
+        try:
+            return await self._evaluate(client, partial(self.runtime.check_admin_password, password))
+        finally:
+            slots.give_back()
+
+    async def _evaluate(self, client, check):
+        """Count the attempt where every process sharing the database sees it,
+        then run ``check``: (its verdict, the attempt's id), or (a 429, None)
+        when other processes used up this address's attempts (``check`` never runs)."""
+        attempt, wait = await self.runtime.count_sign_in_attempt(client)
+        if attempt is None:
+            return _too_many_attempts(wait), None
+        return await check(), attempt
 
     async def logout(self, request):
         token = request.cookies.get(SESSION_COOKIE)
@@ -130,33 +183,62 @@ class AuthApi:
             return invalid(exc)
         if self.runtime.admin_password_managed:
             return error(409, "PASSWORD_MANAGED_BY_ENVIRONMENT", PASSWORD_MANAGED)
-        await self.runtime.set_admin_password(password)
-        audit(self.runtime, request, "password_set")
-        return web.json_response({"ok": True, "message": "admin password set"})
+        # Sessions opened with the old password end; the caller's own stays.
+        ended = await self.runtime.set_admin_password(password, keep_token=_own_session(request))
+        audit(self.runtime, request, "password_set", sessions_ended=ended)
+        return web.json_response({"ok": True, "message": "admin password set", "sessions_ended": ended})
+
+    async def end_all_sessions(self, request):
+        """Sign out everywhere: every browser session, admin and key; the
+        caller's own too unless ``{"keep_current": true}``."""
+        try:
+            body = await read_json(request, 4096) if request.body_exists else {}
+            if not isinstance(body, dict) or set(body) - {"keep_current"} or not isinstance(
+                    body.get("keep_current", False), bool):
+                raise validation.InvalidInput("keep_current", "send {} or {\"keep_current\": true}", "INVALID_BODY")
+        except BodyError as exc:
+            return exc.response
+        except validation.InvalidInput as exc:
+            return invalid(exc)
+        own = _own_session(request)
+        keep = own if body.get("keep_current") else None
+        ended = await self.runtime.end_all_sessions(keep_token=keep)
+        audit(self.runtime, request, "sessions_ended", "all", ended=ended, kept_current=keep is not None)
+        response = web.json_response({"ok": True, "message": f"{ended} sessions ended", "ended": ended},
+                                     headers={"Cache-Control": "no-store"})
+        if own and keep is None:
+            response.del_cookie(SESSION_COOKIE, path="/")
+        return response
 
     async def setup(self, request):
         """Set the first admin password with the setup code from the console, and sign in."""
         runtime = self.runtime
         client = _client(runtime, request)
-        wait = runtime.login_throttle.retry_after(client, time.time())
+        started = time.time()
+        # Counted as a failure before the body is read (as sign-ins are), and
+        # given back unless a code was checked and wrong.
+        wait = runtime.login_throttle.reserve(client, started)
         if wait:
-            return error(429, "TOO_MANY_ATTEMPTS", f"too many failed attempts; try again in {wait} s",
-                         headers={"Retry-After": str(wait)}, reset_in=wait)
+            return _too_many_attempts(wait)
+        wrong = False
         try:
-            code, password = self._setup_fields(await read_json(request, 4096))
-        except BodyError as exc:
-            return exc.response
-        except validation.InvalidInput as exc:
-            return invalid(exc)
-        if not runtime.setup_available:
-            return error(409, "SETUP_NOT_AVAILABLE", "an admin exists already (or the setup code was used): "
-                         "sign in instead; a server prints a new setup code at start only while no admin exists")
-        spent = runtime.take_setup_code(code)
-        if spent is None:
-            runtime.login_throttle.failed(client, time.time())
-            audit(runtime, request, "setup_failed")
-            return error(401, "INVALID_SETUP_CODE", "wrong setup code (it is in the ComfyUI console)")
-        runtime.login_throttle.succeeded(client)
+            try:
+                code, password = self._setup_fields(await read_json(request, 4096))
+            except BodyError as exc:
+                return exc.response
+            except validation.InvalidInput as exc:
+                return invalid(exc)
+            if not runtime.setup_available:
+                return error(409, "SETUP_NOT_AVAILABLE", "an admin exists already (or the setup code was used): "
+                             "sign in instead; a server prints a new setup code at start only while no admin exists")
+            spent = runtime.take_setup_code(code)
+            if spent is None:
+                wrong = True
+                audit(runtime, request, "setup_failed")
+                return error(401, "INVALID_SETUP_CODE", "wrong setup code (it is in the ComfyUI console)")
+        finally:
+            if not wrong:
+                runtime.login_throttle.refund(client, started)
         try:
             await runtime.set_admin_password(password)
         except StorageUnavailable:
@@ -195,3 +277,4 @@ class AuthApi:
         routes.post("/auth/logout")(self.logout)
         routes.put("/auth/password")(self.set_password)
         routes.post("/auth/setup")(self.setup)
+        routes.post("/auth/sessions/end-all")(self.end_all_sessions)

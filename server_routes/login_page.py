@@ -110,9 +110,15 @@ LOGIN_PAGE = """<!doctype html>
     tabs.setup.hidden = !status.setup_available;
   }).catch(() => {});
   function target() {
-    const next = new URLSearchParams(location.search).get("next") || "/";
-    // Only a path on this server: never "//host" or "https://host".
-    return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\\\") ? next : "/";
+    // Resolved the way the browser resolves it (it drops tabs and newlines and
+    // reads "\\" as "/"), and kept only when that lands on this origin. The
+    // absolute URL is returned: a path such as "/.//host" resolves to "//host",
+    // which would leave the origin if handed back as a path.
+    try {
+      const url = new URL(new URLSearchParams(location.search).get("next") || "/", location.origin);
+      if (url.origin === location.origin) return url.href;
+    } catch (error) { /* not a URL at all */ }
+    return "/";
   }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

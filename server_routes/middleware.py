@@ -136,6 +136,15 @@ LOCAL_BOOTSTRAP_LIMIT = (
     "ComfyUI console at /login, or run the package's 'set-password' or 'create-key --admin' on the server")
 
 
+def too_many(key, reset_at, now):
+    """429 for a key whose hourly limit is spent (also used by a key sign-in)."""
+    reset_in = max(1, reset_at - int(now))
+    headers = {"X-RateLimit-Limit": str(key.rate_limit), "X-RateLimit-Remaining": "0",
+               "X-RateLimit-Reset": str(reset_at), "Retry-After": str(reset_in)}
+    return error(429, "RATE_LIMIT_EXCEEDED", f"rate limit of {key.rate_limit} requests per hour exceeded",
+                 headers=headers, limit=key.rate_limit, reset_in=reset_in)
+
+
 class Denied(Exception):
     def __init__(self, response):
         super().__init__(response.status)
@@ -338,29 +347,6 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
         return _unauthorized("AUTH_REQUIRED", "sign in at /login, or send an API key as 'Authorization: Bearer <key>'"
                              + (" (or call from this machine)" if runtime.local_trust == "on" else ""))
 
-    async def take_shared(key, window, now):
-        """Spend from this process's batch; claim another from the database when it runs out."""
-        # Each claim grants at least one request or learns the hour is spent,
-        # so this ends; the bound is a guard against a database gone strange.
-        waiters = runtime.quota_waiters
-        waiters[key.pk] = waiters.get(key.pk, 0) + 1  # claims ask for what is waiting, no more
-        try:
-            for _ in range(100):
-                remaining = runtime.quota.take(key.pk, key.rate_limit, window)
-                if remaining is not None:
-                    return remaining
-                await runtime.claim_quota(key, now)
-            return REFUSED
-        finally:
-            waiters[key.pk] -= 1
-
-    def too_many(key, reset_at, now):
-        reset_in = max(1, reset_at - int(now))
-        headers = {"X-RateLimit-Limit": str(key.rate_limit), "X-RateLimit-Remaining": "0",
-                   "X-RateLimit-Reset": str(reset_at), "Retry-After": str(reset_in)}
-        return error(429, "RATE_LIMIT_EXCEEDED", f"rate limit of {key.rate_limit} requests per hour exceeded",
-                     headers=headers, limit=key.rate_limit, reset_in=reset_in)
-
     def bearer_principal(headers, authorization, facts):
         """The principal of a lone, valid, active ``Authorization: Bearer <key>``
         allowed on this route; else None. A header value seen before costs one
@@ -389,16 +375,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
         The request path inlines the same steps; this serves the rarer page-file misses."""
         if not hour_clock.start <= now < hour_clock.end:
             hour_clock.roll(now)
-        window = hour_clock.window
-        quota = runtime.quota
-        if quota is None:
-            return runtime.limiter.take(key.pk, key.rate_limit, window), window, hour_clock.reset_text
-        remaining = quota.take(key.pk, key.rate_limit, window)
-        if remaining is None:
-            remaining = await take_shared(key, window, now)
-        if quota.running_low:
-            runtime.prefetch_running_low(now)
-        return remaining, window, hour_clock.reset_text
+        return await runtime.spend_request(key, now), hour_clock.window, hour_clock.reset_text
 
     async def serve_page_file(request, handler, key, facts, now):
         """A key's request for the ComfyUI page or one of its files (scripts,
@@ -511,7 +488,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             else:
                 remaining = quota.take(key.pk, key.rate_limit, window)
                 if remaining is None:
-                    remaining = await take_shared(key, window, now)
+                    remaining = await runtime.take_shared(key, window, now)
                 if quota.running_low:
                     runtime.prefetch_running_low(now)
             cells = facts.usage_cells

@@ -8,7 +8,7 @@ that does not know its tables.
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate as apply_operations
 
-from .models import ALL_MODELS, ApiKey, AuditEvent, Job, Meta, RateWindow, Session, UsageHourly
+from .models import ALL_MODELS, ApiKey, AuditEvent, Job, LoginAttempt, Meta, RateWindow, Session, UsageHourly
 
 SCHEMA_VERSION_NAME = "schema_version"
 ADVISORY_LOCK_ID = 0x41504B59  # "APKY": serialises migrations across processes
@@ -40,9 +40,19 @@ def _jobs_limits_and_audit_v2(database):
     database.create_tables([Job, AuditEvent])
 
 
+def _login_attempts_and_session_index_v3(database):
+    database.create_tables([LoginAttempt])
+    # Finds an owner's live sessions (key_pk = ? / IS NULL, ended_at IS NULL)
+    # without reading its ended ones. IF NOT EXISTS: harmless where an operator
+    # added it by hand.
+    database.execute_sql(f"CREATE INDEX IF NOT EXISTS api_auth_sessions_owner_live "
+                         f"ON {Session._meta.table_name} (key_pk, ended_at)")
+
+
 MIGRATIONS = [
     (1, _create_v1),
     (2, _jobs_limits_and_audit_v2),
+    (3, _login_attempts_and_session_index_v3),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -45,6 +45,8 @@ class ApiKey(BaseModel):
 
 
 class Session(BaseModel):
+    # schema v3 adds an index on (key_pk, ended_at) (in the migration, not here:
+    # v1 creates this table from this model) for the bound on sessions per key.
     token_hash = peewee.CharField(max_length=64, unique=True)
     kind = peewee.CharField(max_length=16)  # "admin" or "key"
     key_pk = peewee.BigIntegerField(null=True)
@@ -111,4 +113,17 @@ class AuditEvent(BaseModel):
         table_name = "api_auth_audit"
 
 
-ALL_MODELS = [Meta, ApiKey, Session, UsageHourly, RateWindow, Job, AuditEvent]
+class LoginAttempt(BaseModel):
+    """A sign-in attempt counted against a client address (schema v3), so that
+    processes sharing the database share one limit. Deleted again when the
+    attempt succeeds; purged once older than the longest window."""
+
+    client = peewee.CharField(max_length=64)
+    at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "api_auth_login_attempts"
+        indexes = ((("client", "at"), False),)
+
+
+ALL_MODELS = [Meta, ApiKey, Session, UsageHourly, RateWindow, Job, AuditEvent, LoginAttempt]

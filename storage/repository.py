@@ -7,13 +7,15 @@ pick up exactly what changed since its last look.
 """
 
 import json
+import zlib
 
 import peewee
 
 from ..auth.principals import KeyRecord
-from .models import ApiKey, AuditEvent, Job, Meta, RateWindow, Session, UsageHourly
+from .models import ApiKey, AuditEvent, Job, LoginAttempt, Meta, RateWindow, Session, UsageHourly
 
 ADMIN_PASSWORD_NAME = "admin_password_hash"
+LOGIN_LOCK_CLASS = 0x4C474E41  # "LGNA": PostgreSQL advisory locks on sign-in attempts, per client
 
 
 def _next_revision() -> int:
@@ -132,11 +134,36 @@ def key_changes(database, since_revision: int):
 
 # ---- sessions -----------------------------------------------------------------
 
-def create_session(database, *, token_hash, kind, key_pk, client, now, ttl) -> dict:
+def create_session(database, *, token_hash, kind, key_pk, client, now, ttl, max_live,
+                   attempt_id=None) -> tuple[dict, list[str]]:
+    """Open a session; the oldest live sessions of the same owner (the key, or
+    the admin password) beyond ``max_live`` end, and the sign-in attempt
+    ``attempt_id`` is given back, in the same transaction (one commit).
+    Returns (the session, token hashes of the sessions it ended)."""
     with _write_transaction(database):
+        # The revision first: its row lock serialises concurrent sign-ins of
+        # every process, so the count below sees them all.
+        revision = _next_revision()
         row = Session.create(token_hash=token_hash, kind=kind, key_pk=key_pk, client=client[:64],
-                             created_at=now, expires_at=now + ttl, revision=_next_revision())
-    return session_dict(row)
+                             created_at=now, expires_at=now + ttl, revision=revision)
+        owner = Session.key_pk.is_null() if key_pk is None else Session.key_pk == key_pk
+        beyond = (Session.select(Session.id).where(owner & (Session.kind == kind) & _live_session(now))
+                  .order_by(Session.created_at.desc(), Session.id.desc()).offset(max_live))
+        ended = Session.update(ended_at=now, revision=revision).where(Session.id.in_(beyond)).execute()
+        ended = _ended_with(revision) if ended else []
+        if attempt_id is not None:
+            refund_login_attempt(database, attempt_id)
+    return session_dict(row), ended
+
+
+def _ended_with(revision: int) -> list[str]:
+    """Token hashes of the sessions a write numbered ``revision`` ended."""
+    query = Session.select(Session.token_hash).where((Session.revision == revision) & Session.ended_at.is_null(False))
+    return [row.token_hash for row in query]
+
+
+def _live_session(now: float):
+    return Session.ended_at.is_null() & (Session.expires_at > now)
 
 
 def end_session(database, token_hash: str, now: float) -> bool:
@@ -144,6 +171,25 @@ def end_session(database, token_hash: str, now: float) -> bool:
         count = Session.update(ended_at=now, revision=_next_revision()).where(
             (Session.token_hash == token_hash) & Session.ended_at.is_null()).execute()
     return bool(count)
+
+
+def end_sessions(database, now: float, kind: str | None = None, keep: str | None = None) -> list[str]:
+    """End every live session (only those of ``kind`` if given) except the one
+    whose token hash is ``keep``. Returns the token hashes ended."""
+    with _write_transaction(database):
+        return _end_sessions(now, kind, keep)
+
+
+def _end_sessions(now, kind, keep) -> list[str]:
+    which = _live_session(now)
+    if kind is not None:
+        which &= Session.kind == kind
+    if keep is not None:
+        which &= Session.token_hash != keep
+    # One new revision: every process drops them on its next refresh.
+    revision = _next_revision()
+    ended = Session.update(ended_at=now, revision=revision).where(which).execute()
+    return _ended_with(revision) if ended else []
 
 
 def session_dict(row: Session) -> dict:
@@ -179,12 +225,45 @@ def get_admin_password_hash(database) -> bytes | None:
     return row.text.encode("ascii") if row and row.text else None
 
 
-def set_admin_password_hash(database, password_hash: bytes):
+def set_admin_password_hash(database, password_hash: bytes, now: float, keep: str | None = None) -> list[str]:
+    """Store a new admin password hash; every session opened with the old
+    password ends with it, except ``keep`` (the token hash of the session that
+    changed it, if any). Returns the token hashes ended."""
     with _write_transaction(database):
         (Meta.insert(name=ADMIN_PASSWORD_NAME, text=password_hash.decode("ascii"))
          .on_conflict(conflict_target=[Meta.name], update={Meta.text: password_hash.decode("ascii")})
          .execute())
         _next_revision()
+        return _end_sessions(now, "admin", keep)
+
+
+# ---- sign-in attempts, shared by the processes ---------------------------------------------
+
+def reserve_login_attempt(database, client: str, now: float, window: float, limit: int) -> tuple[int | None, int]:
+    """Count a sign-in attempt from ``client`` unless ``limit`` were counted in
+    the last ``window`` seconds (by any process). Returns (attempt id, 0), or
+    (None, seconds until the oldest counted attempt leaves the window)."""
+    with _write_transaction(database):
+        if isinstance(database, peewee.PostgresqlDatabase):
+            # SQLite's IMMEDIATE transaction already admits one writer at a time.
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)",
+                                 (LOGIN_LOCK_CLASS, zlib.crc32(client.encode()) - 2**31))
+        recent = [row.at for row in LoginAttempt.select(LoginAttempt.at)
+                  .where((LoginAttempt.client == client) & (LoginAttempt.at > now - window))
+                  .order_by(LoginAttempt.at).limit(limit)]
+        if len(recent) >= limit:
+            return None, max(1, int(recent[0] + window - now) + 1)
+        row = LoginAttempt.create(client=client, at=now)
+    return row.id, 0
+
+
+def refund_login_attempt(database, attempt_id: int):
+    """The attempt succeeded: it does not count against the address."""
+    LoginAttempt.delete().where(LoginAttempt.id == attempt_id).execute()
+
+
+def purge_login_attempts(database, before: float) -> int:
+    return LoginAttempt.delete().where(LoginAttempt.at < before).execute()
 
 
 # ---- usage and rate windows -----------------------------------------------------------
@@ -303,6 +382,10 @@ def write_audit(database, events: list[dict]):
             AuditEvent.create(at=event["at"], actor=event["actor"][:120], client=event.get("client", "")[:64],
                               action=event["action"][:32], target=event.get("target", "")[:120],
                               detail=json.dumps(event.get("detail", {}), ensure_ascii=False))
+
+
+def purge_audit(database, before: float) -> int:
+    return AuditEvent.delete().where(AuditEvent.at < before).execute()
 
 
 def audit_events(database, limit: int, before_id: int | None = None) -> list[dict]:

@@ -318,6 +318,10 @@ def test_setup_codes_are_80_bits_and_forgive_case_and_dashes():
     ({"COMFYUI_API_AUTH_TRUSTED_PROXIES": "*"}, "COMFYUI_API_AUTH_TRUSTED_PROXIES"),
     ({"COMFYUI_API_AUTH_ALLOW_FRAMING": "sometimes"}, "COMFYUI_API_AUTH_ALLOW_FRAMING"),
     ({"COMFYUI_API_AUTH_SESSION_TTL": "5"}, "COMFYUI_API_AUTH_SESSION_TTL"),
+    ({"COMFYUI_API_AUTH_LOGIN_CONCURRENCY": "0"}, "COMFYUI_API_AUTH_LOGIN_CONCURRENCY"),
+    ({"COMFYUI_API_AUTH_MAX_SESSIONS_PER_KEY": "none"}, "COMFYUI_API_AUTH_MAX_SESSIONS_PER_KEY"),
+    ({"COMFYUI_API_AUTH_MAX_ADMIN_SESSIONS": "0"}, "COMFYUI_API_AUTH_MAX_ADMIN_SESSIONS"),
+    ({"COMFYUI_API_AUTH_AUDIT_RETENTION_DAYS": "-1"}, "COMFYUI_API_AUTH_AUDIT_RETENTION_DAYS"),
     ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "*.js"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
     ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "/system_stats,/api/usage"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
     ({"COMFYUI_API_AUTH_PUBLIC_PATHS": "/keys/some_id"}, "COMFYUI_API_AUTH_PUBLIC_PATHS"),
@@ -369,6 +373,25 @@ def test_login_throttle_is_bounded_in_memory():
         guard.failed("1.2.3.4", 10)
     assert guard.retry_after("1.2.3.4", 11) > 0
     assert guard.retry_after("1.2.3.4", 80) == 0
+
+
+def test_an_attempt_is_counted_when_it_starts_and_given_back_if_it_was_no_failure():
+    guard = throttle.AttemptThrottle(attempts=3, window=60)
+    assert [guard.reserve("1.2.3.4", 10 + i) for i in range(3)] == [0, 0, 0]
+    assert guard.reserve("1.2.3.4", 13) == 58        # three in flight: the fourth waits, uncounted
+    guard.refund("1.2.3.4", 11)                      # the second was no failure
+    assert guard.reserve("1.2.3.4", 14) == 0
+    assert guard.reserve("5.6.7.8", 14) == 0         # per address
+    guard.block("5.6.7.8", 100)                      # another process says: spent until 100
+    assert guard.reserve("5.6.7.8", 50) == 51
+    assert guard.reserve("5.6.7.8", 101) == 0
+
+
+def test_password_checks_in_flight_are_capped():
+    slots = throttle.WorkSlots(2)
+    assert [slots.take() for _ in range(3)] == [True, True, False]
+    slots.give_back()
+    assert slots.take() and not slots.take()
 
 
 def test_shared_quota_spends_grants_asks_for_more_and_gives_back_the_rest():

@@ -155,3 +155,45 @@ def test_setup_code_tab_sets_the_first_admin_password(browser, make_host):
     page.wait_for_timeout(500)
     assert page.locator("#tab-setup").is_hidden()  # spent: the tab is gone
     context.close()
+
+
+HOSTILE_NEXT = ["/\t/attacker.example/", "/\n/evil.example/", "//evil.example/", "/\\evil.example/",
+                "/\\\\evil.example/", "https://evil.example/", "javascript:alert(1)", "/%2F%2Fevil.example/",
+                "/.//evil.example/", "/\t\\evil.example/", " //evil.example/", "http:evil.example"]
+
+
+def test_next_never_leaves_this_origin_after_the_browser_normalises_it(browser, make_host):
+    """Browsers drop tabs and newlines from URLs and read "\\" as "/": a check on
+    the raw string is not enough. Every hostile ``next`` lands on this server."""
+    from urllib.parse import quote
+
+    import requests
+    host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD})
+    admin = requests.Session()
+    admin.post(host.url("/api/auth/login"), json={"password": PASSWORD})
+    key = admin.post(host.url("/api/keys"), json={"name": "next key", "rate_limit": 10000}).json()
+
+    def land(next_value):
+        context = browser.new_context()
+        off_site = []
+
+        def elsewhere(route):
+            off_site.append(route.request.url)
+            route.fulfill(status=200, content_type="text/html", body="<h1>attacker</h1>")
+        context.route(lambda url: not url.startswith(host.base + "/"), elsewhere)
+        page = context.new_page()
+        page.goto(host.base + "/login?next=" + quote(next_value, safe=""))
+        page.click("#tab-key")
+        page.fill("#secret", key["api_key"])
+        # The navigation the page starts after signing in (whether or not the
+        # target then loads: the stand-in answers unknown paths oddly).
+        with page.expect_request(lambda request: request.is_navigation_request()) as navigation:
+            page.click("#submit")
+        landed = navigation.value.url
+        context.close()
+        return landed, off_site
+
+    for hostile in HOSTILE_NEXT:
+        landed, off_site = land(hostile)
+        assert landed.startswith(host.base + "/") and not off_site, (hostile, landed, off_site)
+    assert land("/some/path?x=1") == (host.base + "/some/path?x=1", [])

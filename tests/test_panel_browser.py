@@ -1014,3 +1014,37 @@ def test_a_few_hundred_keys(context, host):
     per_row = api_calls(seen, r"/api/keys/")
     assert not per_row, f"per-row requests: {per_row[:3]}"
     assert len(api_calls(seen, r"/api/keys$")) == 1
+
+
+def test_admin_signs_out_everywhere_from_the_panel(context, make_host):
+    host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD})
+    other_admin = _admin_session(host)
+    key = other_admin.post(host.url("/api/keys"), json={"name": "laptop", "rate_limit": 1000}, timeout=10).json()
+    key_browser = requests.Session()
+    assert key_browser.post(host.url("/api/auth/login"), json={"api_key": key["api_key"]}, timeout=10).ok
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(host.base + "/login")
+    page.fill("#secret", PASSWORD)
+    page.click("#submit")
+    page.wait_for_url(host.base + "/")
+    panel = open_panel(page, host)
+    panel.get_by_role("button", name="Sign out everywhere").click()
+    dialog = page.get_by_role("dialog", name="Sign out everywhere?")
+    assert "API keys themselves keep working" in dialog.inner_text()
+    assert dialog.get_by_label("Keep this browser signed in").is_checked()
+    screenshot(page, "panel-sign-out-everywhere.png")
+    dialog.get_by_role("button", name="Sign out everywhere").click()
+    toast(page, "success", "2 sessions ended")
+    no_dialog(page)
+    assert other_admin.get(host.url("/api/keys"), timeout=10).status_code == 401
+    assert key_browser.get(host.url("/api/usage"), timeout=10).status_code == 401
+    assert requests.get(host.url("/api/usage"), headers={"X-API-Key": key["api_key"]}, timeout=10).status_code == 200
+    assert page.evaluate("fetch('/api/keys').then(r => r.status)") == 200  # this browser kept its session
+    # and once more without keeping this browser: back to the sign-in page
+    panel.get_by_role("button", name="Sign out everywhere").click()
+    dialog = page.get_by_role("dialog", name="Sign out everywhere?")
+    dialog.get_by_label("Keep this browser signed in").uncheck()
+    dialog.get_by_role("button", name="Sign out everywhere").click()
+    page.wait_for_url(re.compile(r".*/login\?next=.*"))
+    assert not seen["errors"], seen["errors"]

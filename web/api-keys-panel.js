@@ -253,6 +253,8 @@ class ApiKeysPanel {
     } else {
       actions.append(h("button", { type: "button", class: "cak-btn", onclick: (e) => this.openPasswordDialog(e.currentTarget) },
         icon("pi-lock"), status.admin_password_set ? "Change admin password" : "Set admin password"));
+      actions.append(h("button", { type: "button", class: "cak-btn", onclick: (e) => this.openSignOutEverywhereDialog(e.currentTarget) },
+        icon("pi-power-off"), "Sign out everywhere"));
     }
     const bootstrapNote = status.local_bootstrap
       ? h("p", { class: "cak-muted", "data-testid": "bootstrap-note" },
@@ -361,6 +363,47 @@ class ApiKeysPanel {
     }
   }
 
+  openSignOutEverywhereDialog(opener) {
+    const textId = uid("everywhere-text");
+    const ownSession = this.status?.principal?.via === "session";
+    const keepId = uid("keep");
+    const keep = h("input", { id: keepId, type: "checkbox", checked: true });
+    const cancel = h("button", { type: "button", class: "cak-btn", onclick: () => dialog.close() }, "Cancel");
+    const confirm = h("button", {
+      type: "button", class: "cak-btn cak-btn-danger",
+      onclick: async () => {
+        confirm.disabled = cancel.disabled = true;
+        const keepCurrent = ownSession && keep.checked;
+        try {
+          const result = await this.request("/auth/sessions/end-all", { method: "POST", body: { keep_current: keepCurrent } });
+          dialog.close();
+          const ended = result.ended === 1 ? "1 session" : `${result.ended} sessions`;
+          this.toast("success", "Signed out everywhere", `${ended} ended. API keys keep working.`);
+          if (ownSession && !keepCurrent && this.status?.mode === "require") {
+            const next = location.pathname + location.search;
+            location.assign(`${this.status.login_url || "/login"}?next=${encodeURIComponent(next)}`);
+            return;
+          }
+          await this.refresh();
+        } catch (error) {
+          dialog.close();
+          this.fail("Could not sign out everywhere", error);
+        }
+      },
+    }, icon("pi-power-off"), "Sign out everywhere");
+    const dialog = this.openDialog({
+      title: "Sign out everywhere?", opener, describedBy: textId, className: "cak-dialog-confirm",
+      initialFocus: cancel,
+      body: [
+        h("p", { id: textId, text: "Every browser signed in to this server, with the admin password or with a key, "
+          + "is signed out at once. API keys themselves keep working; to stop a key, disable or delete it." }),
+        ownSession ? h("div", { class: "cak-check" }, keep,
+          h("label", { for: keepId, text: "Keep this browser signed in" })) : null,
+        h("div", { class: "cak-dialog-actions" }, cancel, confirm),
+      ],
+    });
+  }
+
   openPasswordDialog(opener) {
     const first = this.textField("New admin password", { type: "password", autocomplete: "new-password" });
     const second = this.textField("Repeat the password", { type: "password", autocomplete: "new-password" });
@@ -381,8 +424,11 @@ class ApiKeysPanel {
           if (error.textContent) return;
           submit.disabled = true;
           try {
-            await this.request("/auth/password", { method: "PUT", body: { password } });
-            this.toast("success", "Admin password saved", "Sign in with it from any browser to manage keys.");
+            const result = await this.request("/auth/password", { method: "PUT", body: { password } });
+            const ended = result.sessions_ended
+              ? ` ${result.sessions_ended === 1 ? "1 browser" : `${result.sessions_ended} browsers`} signed in with the old password ${result.sessions_ended === 1 ? "was" : "were"} signed out.`
+              : "";
+            this.toast("success", "Admin password saved", `Sign in with it from any browser to manage keys.${ended}`);
             dialog.close();
             await this.refresh();
           } catch (err) {
