@@ -144,7 +144,7 @@ def test_the_readmes_command_lines_run_one_by_one_against_the_server(host):
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI_")}
     env.update(host.env, PWD=comfyui)
     commands = [shlex.split(line) for line in readme_cli_lines()]
-    assert [words[2] for words in commands] == ["create-key", "set-password", "list-keys",
+    assert [words[2] for words in commands] == ["create-key", "set-password", "sign-out-everywhere", "list-keys",
                                                 "disable-key", "enable-key", "delete-key"]
     key_id = None
     for words in commands:

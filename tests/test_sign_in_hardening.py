@@ -229,7 +229,9 @@ def test_a_successful_sign_in_gives_its_attempt_back(make_host):
 # ---- 11. password change, sign out everywhere --------------------------------------------------
 
 def test_a_password_change_ends_the_other_admin_sessions_on_every_process(shared_pair):
-    hosts = shared_pair(COMFYUI_API_AUTH="require", COMFYUI_API_AUTH_ADMIN_PASSWORD=PASSWORD)
+    # Not from the environment: a password set there is managed there (PUT answers 409).
+    hosts = shared_pair(COMFYUI_API_AUTH="require")
+    run_cli(hosts[0], "set-password", "--password-stdin", stdin=PASSWORD + "\n")
     mine, other = signed_in(hosts[0], {"password": PASSWORD}), signed_in(hosts[0], {"password": PASSWORD})
     deadline = time.time() + 5
     while status_with(hosts[1], other) != 200:  # the second process knows the session
@@ -254,8 +256,8 @@ def test_a_password_change_ends_the_other_admin_sessions_on_every_process(shared
 
 
 def test_cli_set_password_ends_every_admin_session(make_host):
-    host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD,
-                          "COMFYUI_API_AUTH_REFRESH_INTERVAL": "0.5"})
+    host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_REFRESH_INTERVAL": "0.5"})
+    run_cli(host, "set-password", "--password-stdin", stdin=PASSWORD + "\n")  # the CLI refuses an env-managed one
     sessions = [signed_in(host, {"password": PASSWORD}) for _ in range(2)]
     key = requests.post(host.url("/api/keys"), json={"name": "k", "rate_limit": 1000},
                         cookies={COOKIE: sessions[0]}, timeout=10).json()

@@ -106,6 +106,7 @@ def sign_in_with_key(page, host, admin, key, traffic):
     page.route(host.base + "/", count_then_load)
     page.goto(host.base + "/")
     assert page.url == host.base + "/login?next=/"
+    page.wait_for_load_state("networkidle")  # the sign-in page's own status call is not the ComfyUI page's
     traffic.answers.clear()
     page.click("#tab-key")
     page.fill("#secret", key["api_key"])
