@@ -2,8 +2,9 @@
 processes: a plain restart (SIGTERM as systemd and docker send it, or Ctrl-C)
 costs a key nothing, and ``requests_this_hour`` in /api/keys, /api/keys/{id}
 and /api/usage is the hour's total across restarts and processes, agreeing
-with X-RateLimit-Remaining. ``--comfyui-signals`` makes the stand-in handle
-signals exactly as ComfyUI does (SIGTERM kills, Ctrl-C skips on_shutdown)."""
+with X-RateLimit-Remaining. The stand-in handles signals exactly as ComfyUI
+does (SIGTERM kills, Ctrl-C skips on_shutdown); ``--graceful-signals`` makes
+it stop cleanly, as an embedding with its own handler might."""
 
 import signal
 import threading
@@ -19,9 +20,9 @@ BATCH = LIMIT // 8  # the largest batch a process claims for one waiting request
 
 # how the process is stopped -> (stand-in flags, signal, exit status, a line its log must show)
 STOPS = {
-    "comfyui-sigterm": (["--comfyui-signals"], signal.SIGTERM, -signal.SIGTERM, None),
-    "comfyui-ctrl-c": (["--comfyui-signals"], signal.SIGINT, 0, "Stopped server"),
-    "graceful-sigterm": ([], signal.SIGTERM, 0, "Received SIGTERM, shutting down"),
+    "comfyui-sigterm": ([], signal.SIGTERM, -signal.SIGTERM, None),
+    "comfyui-ctrl-c": ([], signal.SIGINT, 0, "Stopped server"),
+    "graceful-sigterm": (["--graceful-signals"], signal.SIGTERM, 0, "Received SIGTERM, shutting down"),
 }
 
 
@@ -77,7 +78,7 @@ def test_a_restart_costs_a_key_nothing_and_every_count_stays_true(make_host, sto
 
 @pytest.mark.parametrize("shared", ["on", "off"])
 def test_a_sigterm_under_load_charges_exactly_the_requests_served(make_host, shared):
-    host = make_host(env={"COMFYUI_API_AUTH_SHARED_LIMITS": shared}, extra_args=["--comfyui-signals"])
+    host = make_host(env={"COMFYUI_API_AUTH_SHARED_LIMITS": shared})
     key = host.create_key("busy", rate_limit=100000)
     served, workers = [], 8
 
@@ -113,7 +114,7 @@ def pair(request, make_host, tmp_path):
     url = fresh_postgres_database() if ON_POSTGRES else f"sqlite:///{tmp_path / 'shared' / 'auth.db'}"
     env = {"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH_SHARED_LIMITS": request.param,
            "COMFYUI_API_AUTH_FLUSH_INTERVAL": "0.2", "COMFYUI_API_AUTH_REFRESH_INTERVAL": "0.5"}
-    hosts = [make_host(env=env, extra_args=["--comfyui-signals"]) for _ in range(2)]
+    hosts = [make_host(env=env) for _ in range(2)]
     yield request.param, hosts
     for host in hosts:
         host.stop()

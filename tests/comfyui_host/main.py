@@ -10,10 +10,11 @@ Order of events, as in ComfyUI's main.py:
   (AppRunner.setup() = on_startup + freeze, one TCPSite per --listen address,
   "To see the GUI go to: ...") together with publish_loop().
 
-Stand-in addition: SIGTERM and SIGINT stop the server gracefully, running the
-app's on_shutdown and on_cleanup handlers (ComfyUI itself just dies on
-SIGTERM, and on Ctrl+C only prints "Stopped server"). With --comfyui-signals
-the stand-in does exactly what ComfyUI does instead (``run_comfyui_way``).
+Signals as in ComfyUI: no handler, so SIGTERM kills the process where it
+stands (no on_shutdown, no atexit) and Ctrl+C raises KeyboardInterrupt out
+of the loop ("Stopped server", no on_shutdown; atexit runs). Stand-in option:
+--graceful-signals stops cleanly instead, running the app's on_shutdown and
+on_cleanup handlers, as an embedding with its own handler might.
 """
 import os
 import sys
@@ -231,7 +232,7 @@ if __name__ == "__main__":
     logging.info("ComfyUI version: {} (stand-in)".format(comfyui_version.__version__))
 
     event_loop, prompt_server, start_all_func = start_comfyui()
-    if args.comfyui_signals:
+    if not args.graceful_signals:
         run_comfyui_way(event_loop, start_all_func)
         sys.exit(0)
     main_task = event_loop.create_task(start_all_func())

@@ -85,9 +85,10 @@ parser.add_argument("--emulate-system-users", action="store_true",
                     help="(stand-in only) Behave like ComfyUI after 0.3.64 (PR #10966): folder_paths has "
                          "get_system_user_directory(), get_public_user_directory() and SYSTEM_USER_PREFIX, "
                          "and the user manager refuses user ids that start with '__'.")
-parser.add_argument("--comfyui-signals", action="store_true",
-                    help="(stand-in only) Handle SIGTERM and SIGINT exactly as ComfyUI 0.3.64 does: "
-                         "SIGTERM kills the process, Ctrl-C stops the loop; neither runs on_shutdown.")
+parser.add_argument("--graceful-signals", action="store_true",
+                    help="(stand-in only) Stop cleanly on SIGTERM and SIGINT (close sockets, run on_shutdown "
+                         "and on_cleanup, exit 0), which ComfyUI does not do: by default the stand-in handles "
+                         "them as ComfyUI 0.3.64 does (SIGTERM kills, Ctrl-C stops the loop, no on_shutdown).")
 
 if comfy.options.args_parsing:
     args = parser.parse_args()
