@@ -74,7 +74,7 @@ LOGIN_PAGE = """<!doctype html>
   </form>
   <p class="hint">No password yet? Use the setup code ComfyUI printed in its console (tab "Setup code"),
     or on the server run the package's command line:
-    <code>python custom_nodes/&lt;this package&gt; set-password</code>, or set COMFYUI_API_AUTH_ADMIN_PASSWORD.</p>
+    <code>python custom_nodes/comfyui-api-auth set-password</code>, or set COMFYUI_API_AUTH_ADMIN_PASSWORD.</p>
 </main>
 <script>
 (() => {
