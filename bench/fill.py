@@ -36,6 +36,17 @@ def load_package():
     return sys.modules[PACKAGE]
 
 
+def layout():
+    """This repository's paths.py (where a server keeps its database), loaded on
+    its own: it holds no package imports, and a --package checkout may predate it."""
+    if "comfyui_api_auth_layout" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("comfyui_api_auth_layout", os.path.join(REPO, "paths.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["comfyui_api_auth_layout"] = module
+    return sys.modules["comfyui_api_auth_layout"]
+
+
 def package_module(name):
     load_package()
     return importlib.import_module(f"{PACKAGE}.{name}")

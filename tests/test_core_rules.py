@@ -1,5 +1,7 @@
 """The pure rules, without a server: key format, validation, policy, limits, usage."""
 
+import os
+
 import pytest
 
 from conftest import package_module
@@ -14,6 +16,7 @@ config = package_module("auth.config")
 throttle = package_module("auth.throttle")
 proxies = package_module("auth.proxies")
 setup_code = package_module("auth.setup_code")
+layout = package_module("paths")
 
 
 # ---- key format -----------------------------------------------------------------
@@ -44,6 +47,16 @@ def test_hash_is_sha256_hex_of_the_whole_key():
     key = keys.generate_key()
     assert keys.hash_key(key) == hashlib.sha256(key.encode()).hexdigest()
     assert keys.display_prefix(key) == key[:10]
+
+
+# ---- data directory layout -------------------------------------------------------
+
+def test_layout_places_the_database_and_settings_in_the_data_directory(tmp_path):
+    user = str(tmp_path / "user")
+    data_dir = layout.data_dir(user)
+    assert data_dir == os.path.join(user, "__api_auth")
+    assert layout.db_file(data_dir) == os.path.join(user, "__api_auth", "auth.db")
+    assert layout.config_file(data_dir) == os.path.join(user, "__api_auth", "config.json")
 
 
 # ---- validation -------------------------------------------------------------------

@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 import requests
 
-from conftest import (ON_POSTGRES, REPO, drop_postgres_database, fresh_postgres_database, package_module,
+from conftest import (ON_POSTGRES, REPO, drop_postgres_database, fresh_postgres_database, host_db_file,
+                      package_module,
                       query_database)
 
 PASSWORD = "correct horse battery staple"
@@ -82,7 +83,7 @@ def execute(host_or_url, statement, parameters=()):
         finally:
             connection.close()
         return
-    path = url[len("sqlite:///"):] if url else os.path.join(host_or_url.user_dir, "__api_auth", "auth.db")
+    path = url[len("sqlite:///"):] if url else host_db_file(host_or_url)
     with sqlite3.connect(path) as connection:
         connection.execute(statement, parameters)
 
