@@ -138,16 +138,14 @@ def cmd_create_key(options, database):
         })
     except (validation.InvalidInput, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
-    plaintext = key_format.generate_key()
-    record = repository.create_key(
-        database, key_id=key_format.generate_key_id(), key_hash=key_format.hash_key(plaintext),
-        prefix=key_format.display_prefix(plaintext), now=time.time(), **fields)
+    made = key_format.new_key()
+    record = repository.create_key(database, **made.stored, now=time.time(), **fields)
     _audit(database, "key_create", record.key_id, name=record.name, scopes=list(record.scopes))
     if options.json:
-        print(json.dumps({**_key_json(record), "api_key": plaintext}))
+        print(json.dumps({**_key_json(record), "api_key": made.plaintext}))
     else:
         print(f"key_id:  {record.key_id}\nname:    {record.name}\nscopes:  {','.join(record.scopes) or '-'}")
-        print(f"api_key: {plaintext}\nSave this key now - it will not be shown again.")
+        print(f"api_key: {made.plaintext}\nSave this key now - it will not be shown again.")
 
 
 def cmd_list_keys(options, database):

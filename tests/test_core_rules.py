@@ -49,6 +49,27 @@ def test_hash_is_sha256_hex_of_the_whole_key():
     assert keys.display_prefix(key) == key[:10]
 
 
+def test_a_new_key_is_well_formed_and_its_hash_digest_and_prefix_agree():
+    import hashlib
+    made = keys.new_key()
+    assert keys.is_well_formed(made.plaintext)
+    assert made.key_hash == hashlib.sha256(made.plaintext.encode()).hexdigest() == keys.hash_key(made.plaintext)
+    assert keys.digest_key(made.plaintext) == bytes.fromhex(made.key_hash)
+    assert made.prefix == made.plaintext[:10] and made.plaintext.startswith(made.prefix)
+    assert len(made.key_id) == keys.KEY_ID_LENGTH and made.key_id.isalnum() and made.key_id not in made.plaintext
+    assert made.stored == {"key_id": made.key_id, "key_hash": made.key_hash, "prefix": made.prefix}
+    assert keys.new_key().plaintext != made.plaintext
+
+
+def test_the_hashing_helper_is_sha256_of_utf8_text_in_hex_and_bytes():
+    import hashlib
+    hashing = package_module("auth.hashing")
+    for text in ("comfy_abc", "sessiontoken-ÄÖ", "lone \udc80 surrogate"):
+        expected = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
+        assert hashing.secret_hex(text) == expected.hexdigest()
+        assert hashing.secret_digest(text) == expected.digest()
+
+
 # ---- data directory layout -------------------------------------------------------
 
 def test_layout_places_the_database_and_settings_in_the_data_directory(tmp_path):

@@ -407,9 +407,9 @@ def test_a_version_2_database_is_upgraded_with_its_data(make_host, tmp_path):
                 step(database)
             models.Meta.insert(name=migrations.SCHEMA_VERSION_NAME, number=2).execute()
         key_format = package_module("auth.keys")
-        plaintext = key_format.generate_key()
-        repository.create_key(database, key_id=key_format.generate_key_id(), key_hash=key_format.hash_key(plaintext),
-                              prefix=key_format.display_prefix(plaintext), name="from v2", rate_limit=1000,
+        made = key_format.new_key()
+        plaintext = made.plaintext
+        repository.create_key(database, **made.stored, name="from v2", rate_limit=1000,
                               metadata={}, scopes=["admin"], now=time.time())
         database.close()
         host = make_host(env={"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH": "require"})
