@@ -8,6 +8,7 @@ that does not know its tables.
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate as apply_operations
 
+from .database import write_transaction
 from .models import ALL_MODELS, ApiKey, AuditEvent, Job, LoginAttempt, Meta, RateWindow, Session, UsageHourly
 
 SCHEMA_VERSION_NAME = "schema_version"
@@ -72,17 +73,11 @@ def current_version(database) -> int:
     return row.number if row else 0
 
 
-def _transaction(database):
-    if isinstance(database, peewee.SqliteDatabase):
-        # IMMEDIATE takes the write lock up front, so two processes starting
-        # together do not both decide to run the same step.
-        return database.atomic("IMMEDIATE")
-    return database.atomic()
-
-
 def migrate(database) -> tuple[int, int]:
     """Bring the schema up to date. Returns (version before, version after)."""
-    with _transaction(database):
+    # IMMEDIATE on SQLite: two processes starting together do not both decide
+    # to run the same step.
+    with write_transaction(database):
         if isinstance(database, peewee.PostgresqlDatabase):
             database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_ID,))
         before = current_version(database)
