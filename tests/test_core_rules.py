@@ -70,6 +70,16 @@ def test_the_hashing_helper_is_sha256_of_utf8_text_in_hex_and_bytes():
         assert hashing.secret_digest(text) == expected.digest()
 
 
+@pytest.mark.parametrize("address, loopback", [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("::ffff:127.0.0.1", True), ("0:0:0:0:0:0:0:1", True),
+    ("0.0.0.0", False), ("::", False), ("10.0.0.1", False), ("::ffff:10.0.0.1", False), ("192.168.1.2", False),
+    ("example.com", False), ("", False), (None, False),
+])
+def test_one_loopback_check_for_listen_addresses_and_peers(address, loopback):
+    assert proxies.is_loopback(address) is loopback
+
+
 # ---- data directory layout -------------------------------------------------------
 
 def test_layout_places_the_database_and_settings_in_the_data_directory(tmp_path):
