@@ -146,6 +146,36 @@ def test_days_outside_1_to_366_are_refused(text):
         validation.parse_days(text)
 
 
+@pytest.mark.parametrize("body, field, code", [
+    ([], None, "INVALID_BODY"),
+    ({}, None, "MISSING_FIELD"),
+    ({"password": "a", "api_key": "b"}, None, "MISSING_FIELD"),
+    ({"user": "x"}, "user", "UNKNOWN_FIELD"),
+    ({"password": ""}, "password", "INVALID_FIELD"),
+    ({"api_key": 5}, "api_key", "INVALID_FIELD"),
+    ({"password": "x" * (validation.SECRET_MAX + 1)}, "password", "INVALID_FIELD"),
+])
+def test_sign_in_bodies_are_checked_in_the_core(body, field, code):
+    with pytest.raises(validation.InvalidInput) as caught:
+        validation.parse_login(body)
+    assert (caught.value.field, caught.value.code) == (field, code)
+
+
+def test_sign_in_setup_and_password_bodies_that_pass():
+    assert validation.parse_login({"api_key": "comfy_x"}) == ("api_key", "comfy_x")
+    assert validation.parse_setup({"code": "ABCD-EFGH", "password": "long enough"}) == ("ABCD-EFGH", "long enough")
+    assert validation.parse_password_change({"password": "long enough"}) == "long enough"
+    assert validation.parse_end_all({}) is False and validation.parse_end_all({"keep_current": True}) is True
+    for bad in ({"code": "x" * (validation.SETUP_CODE_MAX + 1), "password": "long enough"}, {"code": "ABCD"}):
+        with pytest.raises(validation.InvalidInput):
+            validation.parse_setup(bad)
+    for bad in ({"password": "short"}, {"password": "long enough", "x": 1}):
+        with pytest.raises(validation.InvalidInput):
+            validation.parse_password_change(bad)
+    with pytest.raises(validation.InvalidInput):
+        validation.parse_end_all({"keep_current": "yes"})
+
+
 # ---- access policy ----------------------------------------------------------------------
 
 KEY = principals.KeyRecord(pk=1, key_id="k", key_hash="h", name="n", prefix="comfy_abcd",
