@@ -114,7 +114,7 @@ def _open(options):
         migrations.ensure_ready(database)
     except (migrations.SchemaTooNew, db_open.DatabaseUrlError, peewee.OperationalError) as error:
         raise SystemExit(f"error: {error}") from None
-    return database, url
+    return database
 
 
 def _audit(database, action, target="", **detail):
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     options = build_parser().parse_args(argv)
-    database, _ = _open(options)
+    database = _open(options)
     try:
         options.run(options, database)
     finally:
