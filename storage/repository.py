@@ -13,7 +13,7 @@ import peewee
 
 from ..auth.principals import KeyRecord
 from .database import write_transaction
-from .models import ApiKey, AuditEvent, Job, LoginAttempt, Meta, RateWindow, Session, UsageHourly
+from .models import ApiKey, AuditEvent, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
 
 ADMIN_PASSWORD_NAME = "admin_password_hash"
 LOGIN_LOCK_CLASS = 0x4C474E41  # "LGNA": PostgreSQL advisory locks on sign-in attempts, per client
@@ -22,8 +22,8 @@ LOGIN_LOCK_CLASS = 0x4C474E41  # "LGNA": PostgreSQL advisory locks on sign-in at
 def _next_revision() -> int:
     # UPDATE takes the row lock, so revisions commit in the order they are
     # handed out (PostgreSQL) or under SQLite's single writer.
-    Meta.update(number=Meta.number + 1).where(Meta.name == "revision").execute()
-    return Meta.get(Meta.name == "revision").number
+    MetaValue.update(number=MetaValue.number + 1).where(MetaValue.name == "revision").execute()
+    return MetaValue.get(MetaValue.name == "revision").number
 
 
 def to_record(row: ApiKey) -> KeyRecord:
@@ -113,7 +113,7 @@ def delete_key(database, key_id: str, now: float) -> KeyRecord | None:
 
 
 def current_revision(database) -> int:
-    return Meta.get(Meta.name == "revision").number
+    return MetaValue.get(MetaValue.name == "revision").number
 
 
 def key_changes(database, since_revision: int):
@@ -204,19 +204,19 @@ def purge_sessions(database, now: float) -> int:
 # ---- named values ---------------------------------------------------------------------
 
 def get_meta_text(database, name: str):
-    row = Meta.get_or_none(Meta.name == name)
+    row = MetaValue.get_or_none(MetaValue.name == name)
     return row.text if row else None
 
 
 def set_meta_text(database, name: str, text: str):
-    (Meta.insert(name=name, text=text)
-     .on_conflict(conflict_target=[Meta.name], update={Meta.text: text}).execute())
+    (MetaValue.insert(name=name, text=text)
+     .on_conflict(conflict_target=[MetaValue.name], update={MetaValue.text: text}).execute())
 
 
 # ---- admin password ---------------------------------------------------------------
 
 def get_admin_password_hash(database) -> bytes | None:
-    row = Meta.get_or_none(Meta.name == ADMIN_PASSWORD_NAME)
+    row = MetaValue.get_or_none(MetaValue.name == ADMIN_PASSWORD_NAME)
     return row.text.encode("ascii") if row and row.text else None
 
 
@@ -225,8 +225,8 @@ def set_admin_password_hash(database, password_hash: bytes, now: float, keep: st
     password ends with it, except ``keep`` (the token hash of the session that
     changed it, if any). Returns the token hashes ended."""
     with write_transaction(database):
-        (Meta.insert(name=ADMIN_PASSWORD_NAME, text=password_hash.decode("ascii"))
-         .on_conflict(conflict_target=[Meta.name], update={Meta.text: password_hash.decode("ascii")})
+        (MetaValue.insert(name=ADMIN_PASSWORD_NAME, text=password_hash.decode("ascii"))
+         .on_conflict(conflict_target=[MetaValue.name], update={MetaValue.text: password_hash.decode("ascii")})
          .execute())
         _next_revision()
         return _end_sessions(now, "admin", keep)

@@ -405,7 +405,7 @@ def test_a_version_2_database_is_upgraded_with_its_data(make_host, tmp_path):
         with database.atomic():
             for _version, step in migrations.MIGRATIONS[:2]:
                 step(database)
-            models.Meta.insert(name=migrations.SCHEMA_VERSION_NAME, number=2).execute()
+            models.MetaValue.insert(name=migrations.SCHEMA_VERSION_NAME, number=2).execute()
         key_format = package_module("auth.keys")
         made = key_format.new_key()
         plaintext = made.plaintext
