@@ -29,7 +29,7 @@ import peewee
 from .auth import keys as key_format
 from .auth import passwords, validation
 from .auth.config import ConfigError, load_settings
-from .runtime import DATA_DIR_NAME, DB_FILE_NAME
+from .paths import DATA_DIR_NAME, DATA_DIR_VARIABLE, config_file, data_dir, db_file
 from .storage import database as db_open
 from .storage import migrations, repository
 from .storage.models import ALL_MODELS
@@ -67,29 +67,29 @@ def _data_directory(options) -> str | None:
     """The server's data directory as the server computes it (runtime.default_data_dir)."""
     if options.data_dir:
         return os.path.abspath(options.data_dir)
-    if os.environ.get("COMFYUI_API_AUTH_DATA_DIR"):
-        return os.path.abspath(os.environ["COMFYUI_API_AUTH_DATA_DIR"])
+    if os.environ.get(DATA_DIR_VARIABLE):
+        return os.path.abspath(os.environ[DATA_DIR_VARIABLE])
     user_directory = options.user_directory
     if not user_directory and os.environ.get("COMFYUI_DIR"):
         user_directory = os.path.join(os.environ["COMFYUI_DIR"], "user")
     user_directory = user_directory or _comfyui_user_directory()
-    return os.path.join(os.path.abspath(user_directory), DATA_DIR_NAME) if user_directory else None
+    return data_dir(os.path.abspath(user_directory)) if user_directory else None
 
 
 def resolve_database_url(options) -> str:
     if options.db:
         return options.db
-    data_dir = _data_directory(options)
-    if data_dir is None:
+    data_directory = _data_directory(options)
+    if data_directory is None:
         if os.environ.get("COMFYUI_API_AUTH_DB"):  # wins over config.json anyway
             return os.environ["COMFYUI_API_AUTH_DB"]
         raise SystemExit(f"error: cannot tell which ComfyUI this package belongs to: {PACKAGE_DIR} is not "
                          f"inside a ComfyUI custom_nodes folder (a link to it does not say where it is).\n{SAY_WHERE}")
     try:
-        settings = load_settings(os.environ, os.path.join(data_dir, "config.json"))
+        settings = load_settings(os.environ, config_file(data_directory))
     except ConfigError as error:
         raise SystemExit(f"error: bad setting {error}") from None
-    return settings.db_url or db_open.sqlite_url(os.path.join(data_dir, DB_FILE_NAME))
+    return settings.db_url or db_open.sqlite_url(db_file(data_directory))
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -114,7 +114,7 @@ def _open(options):
         migrations.ensure_ready(database)
     except (migrations.SchemaTooNew, db_open.DatabaseUrlError, peewee.OperationalError) as error:
         raise SystemExit(f"error: {error}") from None
-    return database, url
+    return database
 
 
 def _audit(database, action, target="", **detail):
@@ -138,16 +138,14 @@ def cmd_create_key(options, database):
         })
     except (validation.InvalidInput, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
-    plaintext = key_format.generate_key()
-    record = repository.create_key(
-        database, key_id=key_format.generate_key_id(), key_hash=key_format.hash_key(plaintext),
-        prefix=key_format.display_prefix(plaintext), now=time.time(), **fields)
+    made = key_format.new_key()
+    record = repository.create_key(database, **made.stored, now=time.time(), **fields)
     _audit(database, "key_create", record.key_id, name=record.name, scopes=list(record.scopes))
     if options.json:
-        print(json.dumps({**_key_json(record), "api_key": plaintext}))
+        print(json.dumps({**_key_json(record), "api_key": made.plaintext}))
     else:
         print(f"key_id:  {record.key_id}\nname:    {record.name}\nscopes:  {','.join(record.scopes) or '-'}")
-        print(f"api_key: {plaintext}\nSave this key now - it will not be shown again.")
+        print(f"api_key: {made.plaintext}\nSave this key now - it will not be shown again.")
 
 
 def cmd_list_keys(options, database):
@@ -254,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     options = build_parser().parse_args(argv)
-    database, _ = _open(options)
+    database = _open(options)
     try:
         options.run(options, database)
     finally:

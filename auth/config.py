@@ -15,7 +15,6 @@ ENV_PREFIX = "COMFYUI_API_AUTH"
 MODES = ("enable", "require", "off")
 # What a trusted local request may do (see the README, "Becoming admin").
 LOCAL_TRUST = ("bootstrap", "on", "off")
-CONFIG_FILE_NAME = "config.json"
 
 
 class ConfigError(Exception):

@@ -5,9 +5,11 @@ this package reject a mistyped or invented key without a database lookup, as
 GitHub tokens do. Only the SHA-256 of the whole key is ever stored.
 """
 
-import hashlib
 import secrets
 import zlib
+from typing import NamedTuple
+
+from .hashing import fast_sha256, secret_digest, secret_hex  # noqa: F401 (fast_sha256: the middleware's)
 
 PREFIX = "comfy_"
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -55,26 +57,31 @@ def is_well_formed(key: str) -> bool:
     return secrets.compare_digest(_checksum(random_part), checksum)
 
 
-try:  # CPython's builtin SHA-256 skips OpenSSL's per-call setup: cheaper for one short key
-    from _sha2 import sha256 as fast_sha256  # Python 3.12+
-except ImportError:
-    try:
-        from _sha256 import sha256 as fast_sha256  # Python 3.11
-    except ImportError:
-        fast_sha256 = hashlib.sha256
-
-
-def hash_key(key: str) -> str:
-    """What the database stores: the SHA-256 of the whole key, in hex."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def digest_key(key: str) -> bytes:
-    """The same SHA-256 as raw bytes, as the in-memory index holds it (no hex
-    to build or hash on the request path)."""
-    return fast_sha256(key.encode("utf-8", "surrogatepass")).digest()
+# What the database stores (the SHA-256 of the whole key, in hex) and what the
+# in-memory index holds (the same as raw bytes): see auth.hashing.
+hash_key = secret_hex
+digest_key = secret_digest
 
 
 def display_prefix(key: str) -> str:
     """What the panel shows to tell keys apart: the prefix and 4 characters."""
     return key[: len(PREFIX) + 4]
+
+
+class NewKey(NamedTuple):
+    plaintext: str  # shown once, never stored
+    key_id: str
+    key_hash: str
+    prefix: str
+
+    @property
+    def stored(self) -> dict:
+        """What the database keeps of it: ``repository.create_key(database, **key.stored, ...)``."""
+        return {"key_id": self.key_id, "key_hash": self.key_hash, "prefix": self.prefix}
+
+
+def new_key() -> NewKey:
+    """A fresh key with its public id, hash and display prefix: the one way a
+    key is made (server, command line, bench)."""
+    plaintext = generate_key()
+    return NewKey(plaintext, generate_key_id(), hash_key(plaintext), display_prefix(plaintext))

@@ -30,8 +30,6 @@ BUILTIN_RULES = {
     ("/keys/{key_id}", None): KEYS,
     ("/auth/password", None): ADMIN,
     ("/auth/sessions/end-all", None): ADMIN,
-    ("/auth/settings", None): ADMIN,
-    ("/usage/all", None): ADMIN,
     ("/audit", None): ADMIN,
     ("/auth/openapi.json", None): ADMIN,
     ("/usage", "GET"): KEY_HOLDER,
@@ -39,9 +37,6 @@ BUILTIN_RULES = {
 
 # Classes a key needs the admin scope for.
 ADMIN_CLASSES = frozenset({ADMIN, KEYS})
-
-# Templates aiohttp reports for things that are not one of our routes.
-UNMATCHED = None
 
 
 def canonical_path(template: str | None) -> str | None:

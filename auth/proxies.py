@@ -20,6 +20,23 @@ def _parse_address(text: str):
     return mapped if mapped is not None else address
 
 
+def is_loopback(address) -> bool:
+    """True for a loopback address (127.0.0.0/8, ::1, IPv4-mapped, bracketed)
+    or ``localhost``: for the addresses ComfyUI listens on and a request's peer.
+
+    The forms a socket reports are matched as text first, with no parsing:
+    the middleware asks this of every request that may be a trusted local one.
+    """
+    if not address:
+        return False
+    if address == "::1" or address.startswith("127.") or address.startswith("::ffff:127."):
+        return True
+    if address == "localhost":
+        return True
+    parsed = _parse_address(address)
+    return parsed is not None and parsed.is_loopback
+
+
 class TrustedProxies:
     def __init__(self, networks=()):
         self.networks = tuple(networks)

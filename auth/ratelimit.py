@@ -137,8 +137,8 @@ class SharedQuota:
 
     def __init__(self, max_batch: int = 50000):
         self.max_batch = max_batch
-        # key pk -> [window, granted, used, claimed globally, size of the last grant,
-        #            the ``used`` count at which a quarter of that grant is left]
+        # key pk -> [window, granted, used, claimed globally,
+        #            the ``used`` count at which a quarter of the last grant is left]
         self._state: dict[int, list] = {}
         # Keys whose batch ran low on the last take: claim the next batch in
         # the background now, before requests have to wait for it. The caller
@@ -161,7 +161,7 @@ class SharedQuota:
             if left <= 0:
                 return REFUSED
             state[2] = used = used + 1
-            if used == state[5] and state[3] < limit:
+            if used == state[4] and state[3] < limit:
                 self.running_low.append(key_pk)
             return left - 1
         if state[3] >= limit:
@@ -176,14 +176,13 @@ class SharedQuota:
     def grant(self, key_pk: int, window: int, granted: int, claimed_total: int):
         state = self._state.get(key_pk)
         if state is None or state[0] != window:
-            state = self._state[key_pk] = [window, 0, 0, 0, 0, 0]
+            state = self._state[key_pk] = [window, 0, 0, 0, 0]
         state[1] += granted
         # The latest total, not the largest seen: this process claims a key's
         # quota one batch at a time, so it is lower only when another process
         # gave quota back (at shutdown), which is then free again.
         state[3] = claimed_total
-        state[4] = granted
-        state[5] = state[1] - (granted >> 2)
+        state[4] = state[1] - (granted >> 2)
 
     def held(self, window: int) -> list[int]:
         """Keys this process has claimed quota of in ``window``."""

@@ -323,8 +323,6 @@ THIS_PACKAGE = {
     ("/audit", ANY): rule(ADMIN),
     ("/auth/password", ANY): rule(ADMIN),
     ("/auth/openapi.json", ANY): rule(ADMIN),
-    ("/auth/settings", ANY): rule(ADMIN),
-    ("/usage/all", ANY): rule(ADMIN),
     ("/auth/sessions/end-all", ANY): rule(ADMIN),  # branch fix-sessions
 }
 

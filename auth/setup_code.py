@@ -7,17 +7,14 @@ base32 (no I, L, O, U), so it survives being typed from a screen. Only its
 SHA-256 is kept; a typed code is compared in constant time.
 """
 
-import hashlib
 import hmac
 import secrets
+
+from .hashing import secret_digest
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 LENGTH = 16  # characters: 16 x 5 = 80 bits
 TYPO_FIXES = str.maketrans({"I": "1", "L": "1", "O": "0"})
-
-
-def _digest(normalized: str) -> bytes:
-    return hashlib.sha256(normalized.encode("ascii", "replace")).digest()
 
 
 def normalize(text: str) -> str:
@@ -29,8 +26,8 @@ def new_code() -> tuple[str, bytes]:
     """(the code to show, the digest to keep)."""
     raw = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
     shown = "-".join(raw[i:i + 4] for i in range(0, LENGTH, 4))
-    return shown, _digest(raw)
+    return shown, secret_digest(raw)
 
 
 def matches(typed: str, digest: bytes) -> bool:
-    return hmac.compare_digest(_digest(normalize(typed)), digest)
+    return hmac.compare_digest(secret_digest(normalize(typed)), digest)

@@ -16,6 +16,15 @@ KNOWN_SCOPES = ("admin",)
 DAYS_MAX = 366
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
+# Sign-in, setup, password and sign-out-everywhere bodies: a few short fields.
+AUTH_BODY_MAX_BYTES = 4096
+SECRET_MAX = 1024  # longest password or API key a sign-in may send (a key is 52; bcrypt reads 72 bytes)
+SETUP_CODE_MAX = 64  # longest setup code as typed (19 characters with its dashes; spaces allowed)
+PASSWORD_MIN = 8
+PASSWORD_MAX_BYTES = 72  # bcrypt reads only this many
+
+LOGIN_FIELDS = frozenset({"password", "api_key"})
+SETUP_FIELDS = frozenset({"code", "password"})
 CREATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "job_limits"})
 UPDATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "is_active", "job_limits"})
 JOB_LIMIT_FIELDS = ("prompts_per_hour", "max_waiting")
@@ -166,15 +175,56 @@ def parse_days(text: str | None, default: int = 30) -> int:
 def validate_password(value) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput("password", "'password' must be a non-empty string")
-    if len(value) < 8:
-        raise InvalidInput("password", "'password' must be at least 8 characters")
+    if len(value) < PASSWORD_MIN:
+        raise InvalidInput("password", f"'password' must be at least {PASSWORD_MIN} characters")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput("password", "'password' must be valid text (no lone surrogates)") from None
     if "\x00" in value:
         raise InvalidInput("password", "'password' must not contain NUL characters")
-    if len(value.encode("utf-8", "surrogatepass")) > 72:
+    if len(value.encode("utf-8", "surrogatepass")) > PASSWORD_MAX_BYTES:
         # bcrypt reads only 72 bytes; refusing is clearer than truncating.
-        raise InvalidInput("password", "'password' must be at most 72 bytes")
+        raise InvalidInput("password", f"'password' must be at most {PASSWORD_MAX_BYTES} bytes")
     return value
+
+
+# ---- sign-in and password bodies ------------------------------------------------------
+
+def parse_login(body) -> tuple[str, str]:
+    """("password" or "api_key", the secret) from a sign-in body."""
+    body = _require_object(body)
+    _refuse_unknown(body, LOGIN_FIELDS)
+    if len(body) != 1:
+        raise InvalidInput(None, "send exactly one of 'password' or 'api_key'", "MISSING_FIELD")
+    (field, value), = body.items()
+    if not isinstance(value, str) or not value or len(value) > SECRET_MAX:
+        raise InvalidInput(field, f"'{field}' must be a non-empty string", "INVALID_FIELD")
+    return field, value
+
+
+def parse_setup(body) -> tuple[str, str]:
+    """(the setup code as typed, the new admin password) from a setup body."""
+    body = _require_object(body)
+    _refuse_unknown(body, SETUP_FIELDS)
+    code = body.get("code")
+    if not isinstance(code, str) or not code.strip() or len(code) > SETUP_CODE_MAX:
+        raise InvalidInput("code", "'code' must be the setup code from the console", "INVALID_FIELD")
+    if "password" not in body:
+        raise InvalidInput("password", "'password' is required", "MISSING_FIELD")
+    return code, validate_password(body["password"])
+
+
+def parse_password_change(body) -> str:
+    """The new admin password from ``{"password": "..."}``."""
+    if not isinstance(body, dict) or set(body) != {"password"}:
+        raise InvalidInput("password", "send exactly {\"password\": \"...\"}", "INVALID_BODY")
+    return validate_password(body["password"])
+
+
+def parse_end_all(body) -> bool:
+    """``keep_current`` from a sign-out-everywhere body (``{}`` or ``{"keep_current": bool}``)."""
+    if not isinstance(body, dict) or set(body) - {"keep_current"} or not isinstance(
+            body.get("keep_current", False), bool):
+        raise InvalidInput("keep_current", "send {} or {\"keep_current\": true}", "INVALID_BODY")
+    return body.get("keep_current", False)

@@ -12,6 +12,7 @@ import os
 import secrets
 import sys
 import time
+import types
 import urllib.parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,6 +37,17 @@ def load_package():
     return sys.modules[PACKAGE]
 
 
+def layout():
+    """This repository's paths.py (where a server keeps its database), loaded on
+    its own: it holds no package imports, and a --package checkout may predate it."""
+    if "comfyui_api_auth_layout" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("comfyui_api_auth_layout", os.path.join(REPO, "paths.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["comfyui_api_auth_layout"] = module
+    return sys.modules["comfyui_api_auth_layout"]
+
+
 def package_module(name):
     load_package()
     return importlib.import_module(f"{PACKAGE}.{name}")
@@ -49,6 +61,26 @@ def open_db(url):
     return database
 
 
+def write_transaction(database):
+    """The package's write transaction (storage.database.write_transaction; a
+    --package checkout older than it has repository._write_transaction)."""
+    database_mod = package_module("storage.database")
+    if hasattr(database_mod, "write_transaction"):
+        return database_mod.write_transaction(database)
+    return package_module("storage.repository")._write_transaction(database)
+
+
+def new_key(key_format):
+    """keys.new_key() of the package under test; a --package checkout older
+    than it gets the same fields from its own key functions."""
+    if hasattr(key_format, "new_key"):
+        return key_format.new_key()
+    plaintext = key_format.generate_key()
+    stored = {"key_id": key_format.generate_key_id(), "key_hash": key_format.hash_key(plaintext),
+              "prefix": key_format.display_prefix(plaintext)}
+    return types.SimpleNamespace(plaintext=plaintext, stored=stored)
+
+
 def create_keys(url, keys) -> dict:
     """Create real keys through storage.repository.create_key; returns name -> plaintext."""
     key_format = package_module("auth.keys")
@@ -57,12 +89,10 @@ def create_keys(url, keys) -> dict:
     created = {}
     try:
         for name, rate_limit in keys:
-            plaintext = key_format.generate_key()
-            repository.create_key(database, key_id=key_format.generate_key_id(),
-                                  key_hash=key_format.hash_key(plaintext),
-                                  prefix=key_format.display_prefix(plaintext), name=name,
+            made = new_key(key_format)
+            repository.create_key(database, **made.stored, name=name,
                                   rate_limit=rate_limit, metadata={"bench": True}, scopes=[], now=time.time())
-            created[name] = plaintext
+            created[name] = made.plaintext
     finally:
         database.close()
     return created
@@ -83,20 +113,19 @@ def add_filler_keys(url, count, name_prefix="filler", with_revision_per_key=Fals
     database = open_db(url)
     started = time.perf_counter()
     try:
-        with repository._write_transaction(database):
+        with write_transaction(database):
             now = time.time()
             if with_revision_per_key:
                 for i in range(count):
-                    plaintext = key_format.generate_key()
-                    repository.create_key(database, key_id=key_format.generate_key_id(),
-                                          key_hash=key_format.hash_key(plaintext),
-                                          prefix=key_format.display_prefix(plaintext),
+                    repository.create_key(database, **new_key(key_format).stored,
                                           name=f"{name_prefix}-{i}", rate_limit=100, metadata={},
                                           scopes=[], now=now)
             else:
                 revision = repository._next_revision()
                 rows = []
                 for i in range(count):
+                    # never presented, so not a well-formed key: one token_bytes is far
+                    # cheaper than new_key()'s 56 secrets.choice calls, for 100k rows
                     secret = secrets.token_bytes(32)
                     rows.append({
                         "key_id": secrets.token_hex(8), "key_hash": key_format.hash_key(secret.hex()),

@@ -62,7 +62,8 @@ class Server(StandIn):
 
     @property
     def sqlite_url(self):
-        return "sqlite:///" + os.path.join(self.user_dir, "__api_auth", "auth.db")
+        paths = fill.layout()
+        return "sqlite:///" + paths.db_file(paths.data_dir(self.user_dir))
 
     @property
     def database_url(self):

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..auth import keys as key_format
 from ..auth import validation
+from ..auth.validation import AUTH_BODY_MAX_BYTES
 from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, window_start
 from ..runtime import StorageUnavailable
 from .login_page import LOGIN_PAGE
@@ -15,8 +16,6 @@ from .keys_api import audit
 from .middleware import SESSION_COOKIE, client_address, current_principal, is_https, too_many
 from .responses import BodyError, error, invalid, read_json
 
-LOGIN_FIELDS = frozenset({"password", "api_key"})
-SETUP_FIELDS = frozenset({"code", "password"})
 PASSWORD_MANAGED = ("the admin password is set by COMFYUI_API_AUTH_ADMIN_PASSWORD and is changed there "
                     "(then restart ComfyUI); unset the variable to manage it here")
 OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
@@ -29,21 +28,6 @@ def _client(runtime, request) -> str:
 def _too_many_attempts(wait: int):
     return error(429, "TOO_MANY_ATTEMPTS", f"too many failed sign-ins; try again in {wait} s",
                  headers={"Retry-After": str(wait)}, reset_in=wait)
-
-
-def _credentials(body) -> tuple[str, str]:
-    """("password" or "api_key", the secret) from a sign-in body, or InvalidInput."""
-    if not isinstance(body, dict):
-        raise validation.InvalidInput(None, "request body must be a JSON object", "INVALID_BODY")
-    unknown = sorted(set(body) - LOGIN_FIELDS)
-    if unknown:
-        raise validation.InvalidInput(unknown[0], f"unknown field '{unknown[0]}'", "UNKNOWN_FIELD")
-    if len(body) != 1:
-        raise validation.InvalidInput(None, "send exactly one of 'password' or 'api_key'", "MISSING_FIELD")
-    (field, value), = body.items()
-    if not isinstance(value, str) or not value or len(value) > 1024:
-        raise validation.InvalidInput(field, f"'{field}' must be a non-empty string", "INVALID_FIELD")
-    return field, value
 
 
 def _active_key(runtime, presented: str):
@@ -104,7 +88,7 @@ class AuthApi:
         failed = False
         try:
             try:
-                field, secret = _credentials(await read_json(request, 4096))
+                field, secret = validation.parse_login(await read_json(request, AUTH_BODY_MAX_BYTES))
             except BodyError as exc:
                 return exc.response
             except validation.InvalidInput as exc:
@@ -173,10 +157,7 @@ class AuthApi:
 
     async def set_password(self, request):
         try:
-            body = await read_json(request, 4096)
-            if not isinstance(body, dict) or set(body) != {"password"}:
-                raise validation.InvalidInput("password", "send exactly {\"password\": \"...\"}", "INVALID_BODY")
-            password = validation.validate_password(body["password"])
+            password = validation.parse_password_change(await read_json(request, AUTH_BODY_MAX_BYTES))
         except BodyError as exc:
             return exc.response
         except validation.InvalidInput as exc:
@@ -192,16 +173,14 @@ class AuthApi:
         """Sign out everywhere: every browser session, admin and key; the
         caller's own too unless ``{"keep_current": true}``."""
         try:
-            body = await read_json(request, 4096) if request.body_exists else {}
-            if not isinstance(body, dict) or set(body) - {"keep_current"} or not isinstance(
-                    body.get("keep_current", False), bool):
-                raise validation.InvalidInput("keep_current", "send {} or {\"keep_current\": true}", "INVALID_BODY")
+            keep_current = validation.parse_end_all(
+                await read_json(request, AUTH_BODY_MAX_BYTES) if request.body_exists else {})
         except BodyError as exc:
             return exc.response
         except validation.InvalidInput as exc:
             return invalid(exc)
         own = _own_session(request)
-        keep = own if body.get("keep_current") else None
+        keep = own if keep_current else None
         ended = await self.runtime.end_all_sessions(keep_token=keep)
         audit(self.runtime, request, "sessions_ended", "all", ended=ended, kept_current=keep is not None)
         response = web.json_response({"ok": True, "message": f"{ended} sessions ended", "ended": ended},
@@ -223,7 +202,7 @@ class AuthApi:
         wrong = False
         try:
             try:
-                code, password = self._setup_fields(await read_json(request, 4096))
+                code, password = validation.parse_setup(await read_json(request, AUTH_BODY_MAX_BYTES))
             except BodyError as exc:
                 return exc.response
             except validation.InvalidInput as exc:
@@ -250,20 +229,6 @@ class AuthApi:
                                      headers={"Cache-Control": "no-store"})
         self._set_cookie(request, response, token)
         return response
-
-    @staticmethod
-    def _setup_fields(body):
-        if not isinstance(body, dict):
-            raise validation.InvalidInput(None, "request body must be a JSON object", "INVALID_BODY")
-        unknown = sorted(set(body) - SETUP_FIELDS)
-        if unknown:
-            raise validation.InvalidInput(unknown[0], f"unknown field '{unknown[0]}'", "UNKNOWN_FIELD")
-        code = body.get("code")
-        if not isinstance(code, str) or not code.strip() or len(code) > 64:
-            raise validation.InvalidInput("code", "'code' must be the setup code from the console", "INVALID_FIELD")
-        if "password" not in body:
-            raise validation.InvalidInput("password", "'password' is required", "MISSING_FIELD")
-        return code, validation.validate_password(body["password"])
 
     async def openapi(self, request):
         """The OpenAPI 3 description of every route this package adds (admins only)."""

@@ -7,13 +7,13 @@ every other package has loaded and may have inserted its own.
 """
 
 import asyncio
-import ipaddress
 import logging
 import os
 import re
 import sys
 
 from .. import runtime as runtime_module
+from ..auth.proxies import is_loopback
 from ..runtime import AuthRuntime, default_data_dir
 from .auth_api import AuthApi
 from .exit_signals import flush_on_exit_signals
@@ -76,15 +76,6 @@ def announce_setup_code(runtime, addresses):
                  f"or run: python custom_nodes/{folder} set-password")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 KEY_PATTERN = re.compile(r"comfy_[0-9A-Za-z]{20,}")
 
 
@@ -141,7 +132,7 @@ def _wire(prompt_server, runtime, gate, middleware):
             app.middlewares.remove(middleware)
         app.middlewares.insert(0, middleware)
         addresses = listen_addresses()
-        loopback_only = all(_is_loopback(address) for address in addresses)
+        loopback_only = all(is_loopback(address) for address in addresses)
         runtime.local_trust = runtime.settings.trust_localhost if loopback_only else "off"
         runtime.trusted_local_possible = runtime.local_trust != "off"
         await runtime.start()

@@ -12,6 +12,11 @@ from .middleware import LOCAL_BOOTSTRAP_LIMIT, client_address, current_principal
 from .responses import BodyError, error, invalid, read_json
 
 CREATED_MESSAGE = "API key created. Save this key - it will not be shown again."
+KEY_ID_MAX = 32  # the key_id column's size (storage.models.ApiKey); keys.new_key makes 16
+INT_DIGITS_MAX = 19  # digits of the largest 64-bit integer: a longer query number is refused unparsed
+AUDIT_PAGE_DEFAULT = 100  # events per GET /audit page
+AUDIT_PAGE_MAX = 1000
+AUDIT_BEFORE_MAX = 2**62  # ``before`` is an event id: a BIGINT
 
 
 def key_json(runtime, record: KeyRecord, pending_last_used: dict | None = None,
@@ -46,11 +51,11 @@ def audit(runtime, request, action, target="", **detail):
 
 def _plausible_key_id(key_id: str) -> bool:
     """key_ids are short base62 strings; anything else cannot exist (and never reaches the database)."""
-    return 0 < len(key_id) <= 32 and key_id.isascii() and key_id.isalnum()
+    return 0 < len(key_id) <= KEY_ID_MAX and key_id.isascii() and key_id.isalnum()
 
 
 def _not_found(key_id: str):
-    shown = "that key_id" if key_id.startswith("comfy_") or not key_id.isalnum() else f"key_id '{key_id[:32]}'"
+    shown = "that key_id" if key_id.startswith("comfy_") or not key_id.isalnum() else f"key_id '{key_id[:KEY_ID_MAX]}'"
     return error(404, "KEY_NOT_FOUND", f"no key with {shown}")
 
 
@@ -67,7 +72,7 @@ def _beyond_bootstrap(scopes=(), record=None):
 def _bounded_int(text, field, default, low, high):
     if text is None:
         return default
-    if not text.isascii() or not text.isdigit() or len(text) > 19 or not low <= int(text) <= high:
+    if not text.isascii() or not text.isdigit() or len(text) > INT_DIGITS_MAX or not low <= int(text) <= high:
         raise validation.InvalidInput(field, f"'{field}' must be an integer from {low} to {high}")
     return int(text)
 
@@ -168,8 +173,8 @@ class KeysApi:
 
     async def audit_trail(self, request):
         try:
-            limit = _bounded_int(request.query.get("limit"), "limit", 100, 1, 1000)
-            before = _bounded_int(request.query.get("before"), "before", None, 1, 2**62)
+            limit = _bounded_int(request.query.get("limit"), "limit", AUDIT_PAGE_DEFAULT, 1, AUDIT_PAGE_MAX)
+            before = _bounded_int(request.query.get("before"), "before", None, 1, AUDIT_BEFORE_MAX)
         except validation.InvalidInput as exc:
             return invalid(exc)
         return web.json_response({"events": await self.runtime.audit_events(limit, before)})

@@ -10,7 +10,7 @@ import contextvars
 import time
 import uuid
 
-from .responses import error
+from .responses import error, rate_limit_headers
 
 PROMPT_TEMPLATES = frozenset({"/prompt", "/api/prompt"})
 WAITING_RETRY_AFTER = 5
@@ -51,8 +51,7 @@ class PromptGate:
                 reset_in = max(1, reset_at - int(now))
                 return error(429, "PROMPT_LIMIT_EXCEEDED",
                              f"this key may queue {key.prompts_per_hour} prompts per hour",
-                             headers={"X-RateLimit-Limit": str(key.prompts_per_hour), "X-RateLimit-Remaining": "0",
-                                      "X-RateLimit-Reset": str(reset_at), "Retry-After": str(reset_in)},
+                             headers=rate_limit_headers(key.prompts_per_hour, 0, reset_at, reset_in),
                              limit=key.prompts_per_hour, reset_in=reset_in)
         return None
 

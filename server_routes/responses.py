@@ -3,16 +3,31 @@
 import json
 
 from aiohttp import web
+from multidict import istr
 
 from ..auth.validation import InvalidInput
 
 JSON_TYPES = ("application/json",)
+# Case-folded once, as aiohttp's own header names are, so setting them is cheap.
+LIMIT_HEADER = istr("X-RateLimit-Limit")
+REMAINING_HEADER = istr("X-RateLimit-Remaining")
+RESET_HEADER = istr("X-RateLimit-Reset")
+RETRY_AFTER_HEADER = istr("Retry-After")
 
 
 def error(status: int, code: str, message: str, headers=None, **extra) -> web.Response:
     body = {"error": message, "error_code": code}
     body.update(extra)
     return web.json_response(body, status=status, headers=headers)
+
+
+def rate_limit_headers(limit: int, remaining: int, reset_at: int, retry_after: int | None = None) -> dict:
+    """The X-RateLimit-* headers of an answer (and Retry-After on a refusal):
+    the hour's limit, what is left of it, and when it starts afresh (epoch s)."""
+    headers = {LIMIT_HEADER: str(limit), REMAINING_HEADER: str(remaining), RESET_HEADER: str(reset_at)}
+    if retry_after is not None:
+        headers[RETRY_AFTER_HEADER] = str(retry_after)
+    return headers
 
 
 def invalid(exc: InvalidInput) -> web.Response:

@@ -19,7 +19,7 @@ the grace period of a rotated key) is one more case in :func:`revocation`.
 import asyncio
 import logging
 
-from ..runtime import token_hash
+from ..auth.hashing import secret_hex
 from .middleware import SESSION_COOKIE
 
 log = logging.getLogger("comfyui_api_auth")
@@ -65,7 +65,7 @@ class OpenSockets:
         ``around`` for ``GET /ws``). Trusted local and anonymous sockets are not noted."""
         if principal.via == "session":
             key_pk = principal.key.pk if principal.key is not None else None
-            holder = (key_pk, token_hash(request.cookies[SESSION_COOKIE]))
+            holder = (key_pk, secret_hex(request.cookies[SESSION_COOKIE]))
         elif principal.key is not None:
             holder = (principal.key.pk, None)
         else:

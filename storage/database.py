@@ -60,6 +60,15 @@ def mask_secrets(text: str) -> str:
     return _OPTION_PASSWORD.sub(r"\1***", text)
 
 
+def write_transaction(database):
+    """A transaction for a write. On SQLite it takes the write lock up front
+    (IMMEDIATE), so two processes cannot both read, decide, then have one
+    fail to upgrade its lock; PostgreSQL's row locks do that job there."""
+    if isinstance(database, peewee.SqliteDatabase):
+        return database.atomic("IMMEDIATE")
+    return database.atomic()
+
+
 def describe(url: str) -> str:
     """The URL without its passwords, for log lines."""
     return mask_secrets(url)

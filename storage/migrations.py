@@ -8,7 +8,8 @@ that does not know its tables.
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate as apply_operations
 
-from .models import ALL_MODELS, ApiKey, AuditEvent, Job, LoginAttempt, Meta, RateWindow, Session, UsageHourly
+from .database import write_transaction
+from .models import ALL_MODELS, ApiKey, AuditEvent, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
 
 SCHEMA_VERSION_NAME = "schema_version"
 ADVISORY_LOCK_ID = 0x41504B59  # "APKY": serialises migrations across processes
@@ -27,8 +28,8 @@ def _create_v1(database):
 
     for name in ("prompts_per_hour", "max_waiting"):
         ApiKeyV1._meta.remove_field(name)
-    database.create_tables([Meta, ApiKeyV1, Session, UsageHourly, RateWindow])
-    Meta.insert(name="revision", number=0).on_conflict_ignore().execute()
+    database.create_tables([MetaValue, ApiKeyV1, Session, UsageHourly, RateWindow])
+    MetaValue.insert(name="revision", number=0).on_conflict_ignore().execute()
 
 
 def _jobs_limits_and_audit_v2(database):
@@ -60,29 +61,23 @@ LATEST = MIGRATIONS[-1][0]
 def _meta_table_exists(database) -> bool:
     if isinstance(database, peewee.PostgresqlDatabase):
         # to_regclass follows the search_path; table_exists() looks in "public" only.
-        cursor = database.execute_sql("SELECT to_regclass(%s) IS NOT NULL", (Meta._meta.table_name,))
+        cursor = database.execute_sql("SELECT to_regclass(%s) IS NOT NULL", (MetaValue._meta.table_name,))
         return bool(cursor.fetchone()[0])
-    return database.table_exists(Meta._meta.table_name)
+    return database.table_exists(MetaValue._meta.table_name)
 
 
 def current_version(database) -> int:
     if not _meta_table_exists(database):
         return 0
-    row = Meta.get_or_none(Meta.name == SCHEMA_VERSION_NAME)
+    row = MetaValue.get_or_none(MetaValue.name == SCHEMA_VERSION_NAME)
     return row.number if row else 0
-
-
-def _transaction(database):
-    if isinstance(database, peewee.SqliteDatabase):
-        # IMMEDIATE takes the write lock up front, so two processes starting
-        # together do not both decide to run the same step.
-        return database.atomic("IMMEDIATE")
-    return database.atomic()
 
 
 def migrate(database) -> tuple[int, int]:
     """Bring the schema up to date. Returns (version before, version after)."""
-    with _transaction(database):
+    # IMMEDIATE on SQLite: two processes starting together do not both decide
+    # to run the same step.
+    with write_transaction(database):
         if isinstance(database, peewee.PostgresqlDatabase):
             database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_ID,))
         before = current_version(database)
@@ -95,8 +90,8 @@ def migrate(database) -> tuple[int, int]:
             if version > before:
                 step(database)
         if before < LATEST:
-            (Meta.insert(name=SCHEMA_VERSION_NAME, number=LATEST)
-             .on_conflict(conflict_target=[Meta.name], update={Meta.number: LATEST})
+            (MetaValue.insert(name=SCHEMA_VERSION_NAME, number=LATEST)
+             .on_conflict(conflict_target=[MetaValue.name], update={MetaValue.number: LATEST})
              .execute())
     return before, LATEST
 

@@ -11,8 +11,9 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
-class Meta(BaseModel):
-    """Named values: schema version, change revision, admin password hash."""
+class MetaValue(BaseModel):
+    """Named values: schema version, change revision, admin password hash.
+    (Not ``Meta``: that name is Peewee's inner options class; the table keeps its name.)"""
 
     name = peewee.CharField(max_length=64, primary_key=True)
     number = peewee.BigIntegerField(default=0)
@@ -126,4 +127,4 @@ class LoginAttempt(BaseModel):
         indexes = ((("client", "at"), False),)
 
 
-ALL_MODELS = [Meta, ApiKey, Session, UsageHourly, RateWindow, Job, AuditEvent, LoginAttempt]
+ALL_MODELS = [MetaValue, ApiKey, Session, UsageHourly, RateWindow, Job, AuditEvent, LoginAttempt]

@@ -12,7 +12,8 @@ import zlib
 import peewee
 
 from ..auth.principals import KeyRecord
-from .models import ApiKey, AuditEvent, Job, LoginAttempt, Meta, RateWindow, Session, UsageHourly
+from .database import write_transaction
+from .models import ApiKey, AuditEvent, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
 
 ADMIN_PASSWORD_NAME = "admin_password_hash"
 LOGIN_LOCK_CLASS = 0x4C474E41  # "LGNA": PostgreSQL advisory locks on sign-in attempts, per client
@@ -21,14 +22,8 @@ LOGIN_LOCK_CLASS = 0x4C474E41  # "LGNA": PostgreSQL advisory locks on sign-in at
 def _next_revision() -> int:
     # UPDATE takes the row lock, so revisions commit in the order they are
     # handed out (PostgreSQL) or under SQLite's single writer.
-    Meta.update(number=Meta.number + 1).where(Meta.name == "revision").execute()
-    return Meta.get(Meta.name == "revision").number
-
-
-def _write_transaction(database):
-    if isinstance(database, peewee.SqliteDatabase):
-        return database.atomic("IMMEDIATE")
-    return database.atomic()
+    MetaValue.update(number=MetaValue.number + 1).where(MetaValue.name == "revision").execute()
+    return MetaValue.get(MetaValue.name == "revision").number
 
 
 def to_record(row: ApiKey) -> KeyRecord:
@@ -54,7 +49,7 @@ def to_record(row: ApiKey) -> KeyRecord:
 def create_key(database, *, key_id, key_hash, prefix, name, rate_limit, metadata, scopes, now,
                job_limits=None) -> KeyRecord:
     job_limits = job_limits or {}
-    with _write_transaction(database):
+    with write_transaction(database):
         row = ApiKey.create(
             key_id=key_id, key_hash=key_hash, prefix=prefix, name=name,
             rate_limit=rate_limit, is_active=True,
@@ -91,7 +86,7 @@ def update_key(database, key_id: str, changes: dict, now: float) -> KeyRecord | 
         elif field_name == "scopes":
             value = ",".join(value)
         columns[getattr(ApiKey, field_name)] = value
-    with _write_transaction(database):
+    with write_transaction(database):
         row = _live_key(key_id)
         if row is None:
             return None
@@ -105,7 +100,7 @@ def update_key(database, key_id: str, changes: dict, now: float) -> KeyRecord | 
 def delete_key(database, key_id: str, now: float) -> KeyRecord | None:
     """Revoke for good. The row stays as a tombstone so usage keeps its owner
     and other processes learn of the deletion from the revision feed."""
-    with _write_transaction(database):
+    with write_transaction(database):
         row = _live_key(key_id)
         if row is None:
             return None
@@ -118,7 +113,7 @@ def delete_key(database, key_id: str, now: float) -> KeyRecord | None:
 
 
 def current_revision(database) -> int:
-    return Meta.get(Meta.name == "revision").number
+    return MetaValue.get(MetaValue.name == "revision").number
 
 
 def key_changes(database, since_revision: int):
@@ -140,7 +135,7 @@ def create_session(database, *, token_hash, kind, key_pk, client, now, ttl, max_
     the admin password) beyond ``max_live`` end, and the sign-in attempt
     ``attempt_id`` is given back, in the same transaction (one commit).
     Returns (the session, token hashes of the sessions it ended)."""
-    with _write_transaction(database):
+    with write_transaction(database):
         # The revision first: its row lock serialises concurrent sign-ins of
         # every process, so the count below sees them all.
         revision = _next_revision()
@@ -167,7 +162,7 @@ def _live_session(now: float):
 
 
 def end_session(database, token_hash: str, now: float) -> bool:
-    with _write_transaction(database):
+    with write_transaction(database):
         count = Session.update(ended_at=now, revision=_next_revision()).where(
             (Session.token_hash == token_hash) & Session.ended_at.is_null()).execute()
     return bool(count)
@@ -176,7 +171,7 @@ def end_session(database, token_hash: str, now: float) -> bool:
 def end_sessions(database, now: float, kind: str | None = None, keep: str | None = None) -> list[str]:
     """End every live session (only those of ``kind`` if given) except the one
     whose token hash is ``keep``. Returns the token hashes ended."""
-    with _write_transaction(database):
+    with write_transaction(database):
         return _end_sessions(now, kind, keep)
 
 
@@ -209,19 +204,19 @@ def purge_sessions(database, now: float) -> int:
 # ---- named values ---------------------------------------------------------------------
 
 def get_meta_text(database, name: str):
-    row = Meta.get_or_none(Meta.name == name)
+    row = MetaValue.get_or_none(MetaValue.name == name)
     return row.text if row else None
 
 
 def set_meta_text(database, name: str, text: str):
-    (Meta.insert(name=name, text=text)
-     .on_conflict(conflict_target=[Meta.name], update={Meta.text: text}).execute())
+    (MetaValue.insert(name=name, text=text)
+     .on_conflict(conflict_target=[MetaValue.name], update={MetaValue.text: text}).execute())
 
 
 # ---- admin password ---------------------------------------------------------------
 
 def get_admin_password_hash(database) -> bytes | None:
-    row = Meta.get_or_none(Meta.name == ADMIN_PASSWORD_NAME)
+    row = MetaValue.get_or_none(MetaValue.name == ADMIN_PASSWORD_NAME)
     return row.text.encode("ascii") if row and row.text else None
 
 
@@ -229,9 +224,9 @@ def set_admin_password_hash(database, password_hash: bytes, now: float, keep: st
     """Store a new admin password hash; every session opened with the old
     password ends with it, except ``keep`` (the token hash of the session that
     changed it, if any). Returns the token hashes ended."""
-    with _write_transaction(database):
-        (Meta.insert(name=ADMIN_PASSWORD_NAME, text=password_hash.decode("ascii"))
-         .on_conflict(conflict_target=[Meta.name], update={Meta.text: password_hash.decode("ascii")})
+    with write_transaction(database):
+        (MetaValue.insert(name=ADMIN_PASSWORD_NAME, text=password_hash.decode("ascii"))
+         .on_conflict(conflict_target=[MetaValue.name], update={MetaValue.text: password_hash.decode("ascii")})
          .execute())
         _next_revision()
         return _end_sessions(now, "admin", keep)
@@ -243,7 +238,7 @@ def reserve_login_attempt(database, client: str, now: float, window: float, limi
     """Count a sign-in attempt from ``client`` unless ``limit`` were counted in
     the last ``window`` seconds (by any process). Returns (attempt id, 0), or
     (None, seconds until the oldest counted attempt leaves the window)."""
-    with _write_transaction(database):
+    with write_transaction(database):
         if isinstance(database, peewee.PostgresqlDatabase):
             # SQLite's IMMEDIATE transaction already admits one writer at a time.
             database.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)",
@@ -270,7 +265,7 @@ def purge_login_attempts(database, before: float) -> int:
 
 def write_usage(database, cells: dict, last_used: dict):
     """Add a batch of counters; one transaction, one upsert per cell."""
-    with _write_transaction(database):
+    with write_transaction(database):
         for (key_pk, hour, route, method), (ok, failed, duration) in cells.items():
             (UsageHourly.insert(key_pk=key_pk, hour=hour, route=route[:200], method=method[:16],
                                 successful=ok, failed=failed, duration=duration)
@@ -287,7 +282,7 @@ def write_usage(database, cells: dict, last_used: dict):
 
 
 def write_rate_counts(database, pending: dict):
-    with _write_transaction(database):
+    with write_transaction(database):
         for (key_pk, window), delta in pending.items():
             (RateWindow.insert(key_pk=key_pk, window=window, used=delta)
              .on_conflict(conflict_target=[RateWindow.key_pk, RateWindow.window],
@@ -301,7 +296,7 @@ def claim_quota(database, key_pk: int, window: int, want: int, limit: int) -> tu
     Returns (granted, claimed so far by all processes). The row is locked for
     the transaction, so concurrent claims never hand out more than ``limit``.
     """
-    with _write_transaction(database):
+    with write_transaction(database):
         RateWindow.insert(key_pk=key_pk, window=window, used=0).on_conflict_ignore().execute()
         query = RateWindow.select().where((RateWindow.key_pk == key_pk) & (RateWindow.window == window))
         if not isinstance(database, peewee.SqliteDatabase):
@@ -315,7 +310,7 @@ def claim_quota(database, key_pk: int, window: int, want: int, limit: int) -> tu
 
 def release_quota(database, unspent: dict):
     """Give back quota a process claimed but did not spend (graceful shutdown)."""
-    with _write_transaction(database):
+    with write_transaction(database):
         for (key_pk, window), count in unspent.items():
             RateWindow.update(used=RateWindow.used - count).where(
                 (RateWindow.key_pk == key_pk) & (RateWindow.window == window) & (RateWindow.used >= count)).execute()
@@ -342,7 +337,7 @@ def usage_rows(database, key_pk: int, since_hour: int) -> list[tuple]:
 
 
 def purge_usage(database, before_hour: int) -> int:
-    with _write_transaction(database):
+    with write_transaction(database):
         removed = UsageHourly.delete().where(UsageHourly.hour < before_hour).execute()
         RateWindow.delete().where(RateWindow.window < before_hour).execute()
     return removed
@@ -351,7 +346,7 @@ def purge_usage(database, before_hour: int) -> int:
 # ---- jobs -------------------------------------------------------------------------------------
 
 def write_jobs(database, rows: list[dict]):
-    with _write_transaction(database):
+    with write_transaction(database):
         for row in rows:
             (Job.insert(prompt_id=row["prompt_id"][:100], key_pk=row["key_pk"], principal=row["principal"],
                         queued_at=row["queued_at"], outcome=row["outcome"],
@@ -377,7 +372,7 @@ def job_rows(database, key_pk: int, since: float) -> dict:
 # ---- audit ------------------------------------------------------------------------------------
 
 def write_audit(database, events: list[dict]):
-    with _write_transaction(database):
+    with write_transaction(database):
         for event in events:
             AuditEvent.create(at=event["at"], actor=event["actor"][:120], client=event.get("client", "")[:64],
                               action=event["action"][:32], target=event.get("target", "")[:120],

@@ -59,6 +59,16 @@ def package_module(name: str):
     return importlib.import_module(f"{PACKAGE}.{name}")
 
 
+def host_data_dir(host) -> str:
+    """A host's data directory (the package's layout, see paths.py)."""
+    return package_module("paths").data_dir(host.user_dir)
+
+
+def host_db_file(host) -> str:
+    """A host's SQLite database file."""
+    return package_module("paths").db_file(host_data_dir(host))
+
+
 def query_database(host, sql):
     """Rows of a query against a host's database (SQLite file or PostgreSQL)."""
     if host.own_database or host.env.get("COMFYUI_API_AUTH_DB", "").startswith("postgres"):
@@ -71,7 +81,7 @@ def query_database(host, sql):
         finally:
             connection.close()
     import sqlite3
-    connection = sqlite3.connect(os.path.join(host.user_dir, "__api_auth", "auth.db"))
+    connection = sqlite3.connect(host_db_file(host))
     try:
         return connection.execute(sql).fetchall()
     finally:

@@ -15,9 +15,11 @@ import time
 
 import pytest
 
-from conftest import ON_POSTGRES, drop_postgres_database, fresh_postgres_database, query_database
+from conftest import (ON_POSTGRES, drop_postgres_database, fresh_postgres_database, host_data_dir, package_module,
+                      query_database)
 from repo_copy import copy_of_the_repository
 
+layout = package_module("paths")
 WHERE = ("--user-directory", "--data-dir", "--db")
 REFRESH = {"COMFYUI_API_AUTH_REFRESH_INTERVAL": "0.1"}
 
@@ -70,7 +72,7 @@ def wait_for_key(host, name, timeout=10):
 
 def test_from_the_linked_clones_own_folder_it_refuses_and_writes_nothing(linked_install, tmp_path):
     host, clone, _ = linked_install
-    leave_out = {os.path.join(host.user_dir, "__api_auth"), host.log_path}
+    leave_out = {host_data_dir(host), host.log_path}
     before = files_under(tmp_path, leave_out)
     for command in (["create-key", "--name", "ops", "--admin"], ["list-keys"],
                     ["set-password", "--password-stdin"]):
@@ -100,7 +102,7 @@ def test_through_the_link_it_uses_the_servers_database(linked_install, tmp_path)
 @pytest.mark.parametrize("variable", ["COMFYUI_DIR", "COMFYUI_API_AUTH_DATA_DIR"])
 def test_the_environment_says_where_the_server_is_as_for_the_server(linked_install, variable):
     host, clone, _ = linked_install
-    place = host.workdir if variable == "COMFYUI_DIR" else os.path.join(host.user_dir, "__api_auth")
+    place = host.workdir if variable == "COMFYUI_DIR" else host_data_dir(host)
     env = {**host.env, variable: place}
     created = cli(".", "create-key", "--name", variable, "--json", cwd=clone, env=env)
     assert created.returncode == 0, created.stderr
@@ -113,12 +115,13 @@ def test_the_environment_says_where_the_server_is_as_for_the_server(linked_insta
 def test_a_named_place_without_a_database_is_refused_not_created(tmp_path, place, command):
     empty = tmp_path / "empty"
     empty.mkdir()
-    value = {"--user-directory": str(empty / "user"), "--data-dir": str(empty / "user" / "__api_auth"),
-             "--db": "sqlite:///" + str(empty / "user" / "__api_auth" / "auth.db")}[place]
+    data_dir = layout.data_dir(str(empty / "user"))
+    value = {"--user-directory": str(empty / "user"), "--data-dir": data_dir,
+             "--db": "sqlite:///" + layout.db_file(data_dir)}[place]
     result = cli(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), place, value, *command,
                  cwd=tmp_path, stdin="a long enough password\n")
     assert_refused(result)
-    assert str(empty / "user" / "__api_auth" / "auth.db") in result.stderr
+    assert layout.db_file(data_dir) in result.stderr
     assert list(empty.iterdir()) == []
 
 

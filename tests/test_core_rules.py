@@ -1,5 +1,7 @@
 """The pure rules, without a server: key format, validation, policy, limits, usage."""
 
+import os
+
 import pytest
 
 from conftest import package_module
@@ -14,6 +16,7 @@ config = package_module("auth.config")
 throttle = package_module("auth.throttle")
 proxies = package_module("auth.proxies")
 setup_code = package_module("auth.setup_code")
+layout = package_module("paths")
 
 
 # ---- key format -----------------------------------------------------------------
@@ -44,6 +47,47 @@ def test_hash_is_sha256_hex_of_the_whole_key():
     key = keys.generate_key()
     assert keys.hash_key(key) == hashlib.sha256(key.encode()).hexdigest()
     assert keys.display_prefix(key) == key[:10]
+
+
+def test_a_new_key_is_well_formed_and_its_hash_digest_and_prefix_agree():
+    import hashlib
+    made = keys.new_key()
+    assert keys.is_well_formed(made.plaintext)
+    assert made.key_hash == hashlib.sha256(made.plaintext.encode()).hexdigest() == keys.hash_key(made.plaintext)
+    assert keys.digest_key(made.plaintext) == bytes.fromhex(made.key_hash)
+    assert made.prefix == made.plaintext[:10] and made.plaintext.startswith(made.prefix)
+    assert len(made.key_id) == keys.KEY_ID_LENGTH and made.key_id.isalnum() and made.key_id not in made.plaintext
+    assert made.stored == {"key_id": made.key_id, "key_hash": made.key_hash, "prefix": made.prefix}
+    assert keys.new_key().plaintext != made.plaintext
+
+
+def test_the_hashing_helper_is_sha256_of_utf8_text_in_hex_and_bytes():
+    import hashlib
+    hashing = package_module("auth.hashing")
+    for text in ("comfy_abc", "sessiontoken-ÄÖ", "lone \udc80 surrogate"):
+        expected = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
+        assert hashing.secret_hex(text) == expected.hexdigest()
+        assert hashing.secret_digest(text) == expected.digest()
+
+
+@pytest.mark.parametrize("address, loopback", [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("::ffff:127.0.0.1", True), ("0:0:0:0:0:0:0:1", True),
+    ("0.0.0.0", False), ("::", False), ("10.0.0.1", False), ("::ffff:10.0.0.1", False), ("192.168.1.2", False),
+    ("example.com", False), ("", False), (None, False),
+])
+def test_one_loopback_check_for_listen_addresses_and_peers(address, loopback):
+    assert proxies.is_loopback(address) is loopback
+
+
+# ---- data directory layout -------------------------------------------------------
+
+def test_layout_places_the_database_and_settings_in_the_data_directory(tmp_path):
+    user = str(tmp_path / "user")
+    data_dir = layout.data_dir(user)
+    assert data_dir == os.path.join(user, "__api_auth")
+    assert layout.db_file(data_dir) == os.path.join(user, "__api_auth", "auth.db")
+    assert layout.config_file(data_dir) == os.path.join(user, "__api_auth", "config.json")
 
 
 # ---- validation -------------------------------------------------------------------
@@ -102,6 +146,36 @@ def test_days_outside_1_to_366_are_refused(text):
         validation.parse_days(text)
 
 
+@pytest.mark.parametrize("body, field, code", [
+    ([], None, "INVALID_BODY"),
+    ({}, None, "MISSING_FIELD"),
+    ({"password": "a", "api_key": "b"}, None, "MISSING_FIELD"),
+    ({"user": "x"}, "user", "UNKNOWN_FIELD"),
+    ({"password": ""}, "password", "INVALID_FIELD"),
+    ({"api_key": 5}, "api_key", "INVALID_FIELD"),
+    ({"password": "x" * (validation.SECRET_MAX + 1)}, "password", "INVALID_FIELD"),
+])
+def test_sign_in_bodies_are_checked_in_the_core(body, field, code):
+    with pytest.raises(validation.InvalidInput) as caught:
+        validation.parse_login(body)
+    assert (caught.value.field, caught.value.code) == (field, code)
+
+
+def test_sign_in_setup_and_password_bodies_that_pass():
+    assert validation.parse_login({"api_key": "comfy_x"}) == ("api_key", "comfy_x")
+    assert validation.parse_setup({"code": "ABCD-EFGH", "password": "long enough"}) == ("ABCD-EFGH", "long enough")
+    assert validation.parse_password_change({"password": "long enough"}) == "long enough"
+    assert validation.parse_end_all({}) is False and validation.parse_end_all({"keep_current": True}) is True
+    for bad in ({"code": "x" * (validation.SETUP_CODE_MAX + 1), "password": "long enough"}, {"code": "ABCD"}):
+        with pytest.raises(validation.InvalidInput):
+            validation.parse_setup(bad)
+    for bad in ({"password": "short"}, {"password": "long enough", "x": 1}):
+        with pytest.raises(validation.InvalidInput):
+            validation.parse_password_change(bad)
+    with pytest.raises(validation.InvalidInput):
+        validation.parse_end_all({"keep_current": "yes"})
+
+
 # ---- access policy ----------------------------------------------------------------------
 
 KEY = principals.KeyRecord(pk=1, key_id="k", key_hash="h", name="n", prefix="comfy_abcd",
@@ -123,7 +197,7 @@ def test_key_management_is_admin_only_in_every_mode(template, mode):
     assert rules.decide(principals.LOCAL_BOOTSTRAP, route_class) == policy.ALLOW
 
 
-@pytest.mark.parametrize("template", ["/auth/password", "/api/audit", "/usage/all", "/auth/openapi.json"])
+@pytest.mark.parametrize("template", ["/auth/password", "/api/audit", "/auth/sessions/end-all", "/auth/openapi.json"])
 def test_the_local_bootstrap_is_no_admin_elsewhere(template):
     for mode in ("enable", "require"):
         rules = policy.AccessPolicy(mode)

@@ -2,7 +2,6 @@
 requests, a database that refuses writes, a database unreachable at start.
 Every case ends in a clear error and nothing acknowledged is lost."""
 
-import os
 import sqlite3
 import threading
 import time
@@ -10,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import ON_POSTGRES, _postgres, query_database
+from conftest import ON_POSTGRES, _postgres, host_db_file, query_database
 
 FLUSH = 0.2
 
@@ -109,7 +108,7 @@ def test_a_database_that_refuses_writes_fails_closed_then_recovers(make_host):
     headers = {"X-API-Key": key["api_key"]}
     assert host.get("/api/features", headers=headers).status_code == 200
     before = host.get("/api/keys").json()["keys"]
-    blocker = sqlite3.connect(os.path.join(host.user_dir, "__api_auth", "auth.db"), timeout=1)
+    blocker = sqlite3.connect(host_db_file(host), timeout=1)
     blocker.execute("BEGIN EXCLUSIVE")  # every write now fails after the busy timeout
     try:
         created = host.post("/api/keys", json={"name": "during outage"}, timeout=30)
@@ -221,7 +220,7 @@ def test_a_newer_schema_stops_the_package_without_touching_data(make_host, tmp_p
     host = make_host()
     host.create_key("kept")
     host.stop()
-    path = os.path.join(host.user_dir, "__api_auth", "auth.db")
+    path = host_db_file(host)
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE api_auth_meta SET number = 99 WHERE name = 'schema_version'")
     host.start()

@@ -2,11 +2,12 @@
 who may call it, and durability across kill -9."""
 
 import json
+import os
 
 import pytest
 import requests
 
-from conftest import sqlite_only
+from conftest import host_db_file, sqlite_only
 
 PREFIXES = ["/api", ""]  # ComfyUI serves every route as /x and /api/x
 
@@ -234,8 +235,7 @@ def test_acknowledged_create_survives_kill_9_and_delete_stays_deleted(host):
 
 @sqlite_only
 def test_data_lives_in_the_user_directory_not_userdata(host):
-    import os
-    assert os.path.exists(os.path.join(host.user_dir, "__api_auth", "auth.db"))
+    assert os.path.exists(host_db_file(host))
     for path in ("/api/userdata/..%2F__api_auth%2Fauth.db", "/userdata/%2E%2E%2F__api_auth%2Fauth.db",
                  "/api/userdata?dir=../__api_auth"):
         response = host.get(path)
@@ -248,4 +248,4 @@ def test_database_url_setting_is_used(make_host, tmp_path):
     server = make_host(env={"COMFYUI_API_AUTH_DB": f"sqlite:///{path}"})
     server.create_key("placed")
     assert path.exists()
-    assert not (tmp_path / "host0" / "user" / "__api_auth" / "auth.db").exists()
+    assert not os.path.exists(host_db_file(server))

@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 import requests
 
-from conftest import (ON_POSTGRES, REPO, drop_postgres_database, fresh_postgres_database, package_module,
+from conftest import (ON_POSTGRES, REPO, drop_postgres_database, fresh_postgres_database, host_db_file,
+                      package_module,
                       query_database)
 
 PASSWORD = "correct horse battery staple"
@@ -82,7 +83,7 @@ def execute(host_or_url, statement, parameters=()):
         finally:
             connection.close()
         return
-    path = url[len("sqlite:///"):] if url else os.path.join(host_or_url.user_dir, "__api_auth", "auth.db")
+    path = url[len("sqlite:///"):] if url else host_db_file(host_or_url)
     with sqlite3.connect(path) as connection:
         connection.execute(statement, parameters)
 
@@ -406,11 +407,11 @@ def test_a_version_2_database_is_upgraded_with_its_data(make_host, tmp_path):
         with database.atomic():
             for _version, step in migrations.MIGRATIONS[:2]:
                 step(database)
-            models.Meta.insert(name=migrations.SCHEMA_VERSION_NAME, number=2).execute()
+            models.MetaValue.insert(name=migrations.SCHEMA_VERSION_NAME, number=2).execute()
         key_format = package_module("auth.keys")
-        plaintext = key_format.generate_key()
-        repository.create_key(database, key_id=key_format.generate_key_id(), key_hash=key_format.hash_key(plaintext),
-                              prefix=key_format.display_prefix(plaintext), name="from v2", rate_limit=1000,
+        made = key_format.new_key()
+        plaintext = made.plaintext
+        repository.create_key(database, **made.stored, name="from v2", rate_limit=1000,
                               metadata={}, scopes=["admin"], now=time.time())
         database.close()
         host = make_host(env={"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH": "require"})

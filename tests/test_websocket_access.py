@@ -6,7 +6,6 @@ come from the page's own origin. All over real HTTP/WebSocket on loopback."""
 
 import asyncio
 import hashlib
-import os
 import sqlite3
 import time
 
@@ -14,7 +13,7 @@ import aiohttp
 import pytest
 import requests
 
-from conftest import ON_POSTGRES, drop_postgres_database, fresh_postgres_database, query_database
+from conftest import ON_POSTGRES, drop_postgres_database, fresh_postgres_database, host_db_file, query_database
 
 PASSWORD = "correct horse battery staple"
 COOKIE = "comfyui_api_auth"
@@ -201,7 +200,7 @@ def _bring_expiry_forward(host, token, expires_at):
                 cursor.execute(statement)
         connection.close()
     else:
-        with sqlite3.connect(os.path.join(host.user_dir, "__api_auth", "auth.db"), timeout=10) as connection:
+        with sqlite3.connect(host_db_file(host), timeout=10) as connection:
             for statement in statements:
                 connection.execute(statement)
 
