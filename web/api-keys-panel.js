@@ -247,12 +247,13 @@ class ApiKeysPanel {
         type: "button", class: "cak-btn", "aria-expanded": "false", "data-signin-toggle": "",
         onclick: () => this.toggleSignIn(),
       }, icon("pi-sign-in"), status.authenticated ? "Sign in as admin" : "Sign in"));
-    } else if (status.admin_password_managed) {
-      actions.append(h("span", { class: "cak-muted", "data-testid": "password-managed",
-        text: "Admin password: managed by the environment (COMFYUI_API_AUTH_ADMIN_PASSWORD)" }));
     } else {
-      actions.append(h("button", { type: "button", class: "cak-btn", onclick: (e) => this.openPasswordDialog(e.currentTarget) },
-        icon("pi-lock"), status.admin_password_set ? "Change admin password" : "Set admin password"));
+      // Sign-out-everywhere is for every admin, also where the environment manages the password.
+      actions.append(status.admin_password_managed
+        ? h("span", { class: "cak-muted", "data-testid": "password-managed",
+          text: "Admin password: managed by the environment (COMFYUI_API_AUTH_ADMIN_PASSWORD)" })
+        : h("button", { type: "button", class: "cak-btn", onclick: (e) => this.openPasswordDialog(e.currentTarget) },
+          icon("pi-lock"), status.admin_password_set ? "Change admin password" : "Set admin password"));
       actions.append(h("button", { type: "button", class: "cak-btn", onclick: (e) => this.openSignOutEverywhereDialog(e.currentTarget) },
         icon("pi-power-off"), "Sign out everywhere"));
     }
