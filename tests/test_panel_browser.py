@@ -721,7 +721,7 @@ def test_require_mode_key_holder_sees_only_their_own_usage(context, make_host):
     assert not page.locator(".p-toast-message-error").count()
     screenshot(page, "panel-key-holder-require.png")
 
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.wait_for_url(re.compile(r".*/login\?next=.*"))
     assert requests.get(host.url("/api/keys"), timeout=10).status_code == 401
     assert not seen["errors"], seen["errors"]
@@ -771,7 +771,7 @@ def test_enable_mode_not_admin_explains_how_to_become_admin(context, make_host):
     row(page, "scripts").wait_for()
     assert "signed in with the admin password" in page.get_by_test_id("principal").inner_text()
 
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.get_by_test_id("become-admin").wait_for()
     assert not seen["errors"], seen["errors"]
 
