@@ -29,9 +29,10 @@ PAGE_API_CALLS = sorted([
     "GET /api/history", "GET /api/workflow_templates"])
 PANEL_API_CALLS = sorted(["GET /api/auth/status", "GET /api/usage"])  # the panel's own-usage card
 WORKFLOW_API_CALLS = sorted(["POST /api/prompt", "GET /api/view"])    # queue it, show the saved image
+# The package's files: every module under web/ (ComfyUI imports each one) and the style sheet.
+PACKAGE_FILES = {f"/extensions/{FOLDER}/{name}" for name in os.listdir(os.path.join(REPO, "web")) if name.endswith(".js")}
 PAGE_FILES = {"/", "/scripts/app.js", "/scripts/api.js", "/assets/index.css", "/assets/images/comfy-logo-single.svg",
-              "/templates/index.json", f"/extensions/{FOLDER}/api-keys.js", f"/extensions/{FOLDER}/api-keys-panel.js",
-              f"/extensions/{FOLDER}/api-keys-lib.js", f"/extensions/{FOLDER}/api-keys.css"}
+              "/templates/index.json", f"/extensions/{FOLDER}/api-keys.css"} | PACKAGE_FILES
 
 # A workflow that needs no model, in ComfyUI's API format.
 BLUR = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x3366CC}},
