@@ -5,9 +5,8 @@
 // extension, so it must have no side effects when imported.
 
 import { glyph, h, srOnly, uid } from "./api-keys-dom.js";
-import {
-  LIMITS, actionLabel, describeActor, describeDetail, formatEventTime, formatNumber, formatRelative, targetsKey,
-} from "./api-keys-lib.js";
+import { actionLabel, describeActor, describeDetail, targetsKey } from "./api-keys-audit.js";
+import { LIMITS, formatEventTime, formatNumber, formatRelative } from "./api-keys-lib.js";
 
 export const withActivity = (Base) => class Activity extends Base {
   /** The collapsible "Activity" section; it loads when opened. */

@@ -8,7 +8,7 @@
 // (how to become admin, the own-usage card), api-keys-key-list.js,
 // api-keys-key-actions.js (create/edit/disable/delete) and api-keys-activity.js.
 // Views and forms are functions: api-keys-usage.js, api-keys-forms.js (and
-// dialogs), api-keys-dom.js.
+// dialogs), api-keys-dom.js; pure helpers: api-keys-lib.js, api-keys-audit.js.
 // This module only exports; the entry module (api-keys.js) registers it.
 
 import { glyph, h, icon } from "./api-keys-dom.js";
