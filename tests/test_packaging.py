@@ -1,14 +1,18 @@
 """Packaging for ComfyUI-Manager and the Comfy Registry."""
 
+import functools
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
 import tomllib
 
 import pytest
 import requests
 
+from browser_support import launch_chromium
 from conftest import HOST_DIR, REPO, free_port
 from repo_copy import copy_of_the_repository
 
@@ -45,6 +49,126 @@ def test_web_holds_only_extension_modules():
     """ComfyUI imports every .js under web/: no tests or vendored files there."""
     names = [name for _, _, files in os.walk(os.path.join(REPO, "web")) for name in files if name.endswith(".js")]
     assert names and all(name.startswith("api-keys") for name in names), names
+
+
+# ---- the modules under web/ as ComfyUI loads them ---------------------------------------------
+
+ENTRY = "api-keys.js"  # the one module that registers the extension
+STUB_APP = """export const app = {
+  registerExtension(extension) { window.__effects.push(`app.registerExtension ${extension?.name}`); },
+};"""
+STUB_API = """export const api = {
+  addEventListener(type) { window.__effects.push(`api.addEventListener ${type}`); },
+  fetchApi(path) { window.__effects.push(`api.fetchApi ${path}`); return Promise.reject(new Error("stub")); },
+};"""
+# Everything a module could do to the page when imported, noted in window.__effects.
+SPIES = """() => {
+  const effects = window.__effects = [];
+  const spy = (owner, name, label) => {
+    const original = owner[name];
+    owner[name] = function (...args) {
+      effects.push(`${label} ${typeof args[0] === "string" ? args[0] : ""}`.trim());
+      return original.apply(this, args);
+    };
+  };
+  spy(EventTarget.prototype, "addEventListener", "addEventListener");
+  spy(window, "fetch", "fetch");
+  spy(XMLHttpRequest.prototype, "open", "XMLHttpRequest.open");
+  spy(window, "setTimeout", "setTimeout");
+  spy(window, "setInterval", "setInterval");
+  spy(window, "requestAnimationFrame", "requestAnimationFrame");
+  spy(window, "queueMicrotask", "queueMicrotask");
+  spy(customElements, "define", "customElements.define");
+  spy(Storage.prototype, "setItem", "storage.setItem");
+  spy(Node.prototype, "appendChild", "appendChild");
+  spy(Element.prototype, "append", "append");
+  const Socket = window.WebSocket;
+  window.WebSocket = function (...args) { effects.push("WebSocket"); return new Socket(...args); };
+}"""
+PAGE_STATE = """() => ({
+  html: document.documentElement.outerHTML,
+  title: document.title,
+  cookie: document.cookie,
+  globals: Object.getOwnPropertyNames(window).filter((name) => name !== "__effects").sort(),
+})"""
+
+
+class _WebDir(http.server.SimpleHTTPRequestHandler):
+    """web/ at /extensions/comfyui-api-auth/, stubs of ComfyUI's app.js and api.js, a blank page at /."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        stubs = {"/": ("text/html", "<!doctype html><html><head><title>blank</title></head><body></body></html>"),
+                 "/scripts/app.js": ("text/javascript", STUB_APP), "/scripts/api.js": ("text/javascript", STUB_API)}
+        if self.path in stubs:
+            kind, text = stubs[self.path]
+            body = text.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        prefix = "/extensions/comfyui-api-auth/"
+        if not self.path.startswith(prefix):
+            self.send_error(404)
+            return
+        self.path = "/" + self.path[len(prefix):]
+        super().do_GET()
+
+
+@pytest.fixture
+def web_server():
+    handler = functools.partial(_WebDir, directory=os.path.join(REPO, "web"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _import_on_a_blank_page(browser, base, name):
+    """What importing web/<name> does to a blank page: (effects noted, page before, page after)."""
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/")
+    page.evaluate(SPIES)
+    before = page.evaluate(PAGE_STATE)
+    exports = page.evaluate("async (url) => Object.keys(await import(url)).sort()",
+                            f"{base}/extensions/comfyui-api-auth/{name}")
+    page.wait_for_timeout(50)  # anything it scheduled would have run
+    effects = page.evaluate("() => window.__effects")
+    after = page.evaluate(PAGE_STATE)
+    page.close()
+    assert not errors, (name, errors)
+    return exports, effects, before, after
+
+
+@pytest.mark.browser
+def test_only_the_entry_module_does_anything_when_imported(web_server):
+    """ComfyUI's front end imports every file GET /extensions lists, that is every
+    .js under web/. Every module but the entry must only export: imported on a
+    blank page (with stand-ins of ComfyUI's app.js and api.js that note their
+    use) it registers, listens, fetches, schedules and changes nothing. The
+    entry module, imported the same way, is seen registering the extension."""
+    names = sorted(name for name in os.listdir(os.path.join(REPO, "web")) if name.endswith(".js"))
+    assert ENTRY in names and len(names) > 2, names
+    with launch_chromium() as browser:
+        exports, effects, before, after = _import_on_a_blank_page(browser, web_server, ENTRY)
+        assert effects == ["app.registerExtension comfyui-api-auth.ApiKeysPanel"], effects  # the spies see it
+        for name in names:
+            if name == ENTRY:
+                continue
+            exports, effects, before, after = _import_on_a_blank_page(browser, web_server, name)
+            assert exports, f"{name} exports nothing"
+            assert effects == [], (name, effects)
+            assert after == before, name
 
 
 def test_manager_style_install_into_a_fresh_environment_then_start(tmp_path):

@@ -7,6 +7,7 @@ Screenshots go to tests/artifacts/ (gitignored)."""
 
 import base64
 import os
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -29,9 +30,10 @@ PAGE_API_CALLS = sorted([
     "GET /api/history", "GET /api/workflow_templates"])
 PANEL_API_CALLS = sorted(["GET /api/auth/status", "GET /api/usage"])  # the panel's own-usage card
 WORKFLOW_API_CALLS = sorted(["POST /api/prompt", "GET /api/view"])    # queue it, show the saved image
+# The package's files: every module under web/ (ComfyUI imports each one) and the style sheet.
+PACKAGE_FILES = {f"/extensions/{FOLDER}/{name}" for name in os.listdir(os.path.join(REPO, "web")) if name.endswith(".js")}
 PAGE_FILES = {"/", "/scripts/app.js", "/scripts/api.js", "/assets/index.css", "/assets/images/comfy-logo-single.svg",
-              "/templates/index.json", f"/extensions/{FOLDER}/api-keys.js", f"/extensions/{FOLDER}/api-keys-panel.js",
-              f"/extensions/{FOLDER}/api-keys-lib.js", f"/extensions/{FOLDER}/api-keys.css"}
+              "/templates/index.json", f"/extensions/{FOLDER}/api-keys.css"} | PACKAGE_FILES
 
 # A workflow that needs no model, in ComfyUI's API format.
 BLUR = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x3366CC}},
@@ -89,6 +91,15 @@ class Traffic:
     def files(self):
         return [(path, status) for method, path, status in self.answers if not is_api(path) and path != "/login"]
 
+    def settled_api_calls(self, page, expected, seconds=5):
+        """The API calls once every expected one has been seen (Playwright hands
+        response events over while the test waits, not at once), or after
+        ``seconds``: a call that never came still shows as missing."""
+        deadline = time.time() + seconds
+        while not set(expected) <= set(self.api_calls()) and time.time() < deadline:
+            page.wait_for_timeout(50)
+        return self.api_calls()
+
     def refused(self):
         return [(method, path, status) for method, path, status in self.answers if status in (401, 403, 429)]
 
@@ -104,9 +115,10 @@ def sign_in_with_key(page, host, admin, key, traffic):
         route.continue_()
 
     page.route(host.base + "/", count_then_load)
-    page.goto(host.base + "/")
+    # the sign-in page asks for the status itself: its answer must not land after the clear below
+    with page.expect_response(lambda response: urlsplit(response.url).path == "/api/auth/status"):
+        page.goto(host.base + "/")
     assert page.url == host.base + "/login?next=/"
-    page.wait_for_load_state("networkidle")  # the sign-in page's own status call is not the ComfyUI page's
     traffic.answers.clear()
     page.click("#tab-key")
     page.fill("#secret", key["api_key"])
@@ -130,7 +142,7 @@ def test_a_key_with_the_default_limit_uses_the_comfyui_page(browser, locked):
     assert before in (0, 1)
     page.wait_for_selector("body[data-comfy-ready=true]")
     page.wait_for_function("[...document.styleSheets].some(s => (s.href || '').endsWith('api-keys.css'))")
-    assert traffic.api_calls() == PAGE_API_CALLS
+    assert traffic.settled_api_calls(page, PAGE_API_CALLS) == PAGE_API_CALLS
     assert {path for path, _ in traffic.files()} == PAGE_FILES
     assert all(status in (200, 304) for _, status in traffic.files()), traffic.files()
     assert not traffic.refused(), traffic.refused()
@@ -163,7 +175,8 @@ def test_a_key_with_the_default_limit_uses_the_comfyui_page(browser, locked):
     # Afterwards the key has been charged the page's API calls and nothing
     # else: 11 on load, 2 for the usage card, 2 for the workflow = 15 (16 where
     # the sign-in is charged too) of its 100 an hour; the page's files, none.
-    assert traffic.api_calls() == sorted(PAGE_API_CALLS + PANEL_API_CALLS + WORKFLOW_API_CALLS)
+    everything = sorted(PAGE_API_CALLS + PANEL_API_CALLS + WORKFLOW_API_CALLS)
+    assert traffic.settled_api_calls(page, everything) == everything
     assert len(traffic.api_calls()) == 15
     body = admin.get(locked.url(f"/api/keys/{key['key_id']}"), timeout=10).json()
     assert body["requests_this_hour"] == before + 15

@@ -1,0 +1,220 @@
+// What the panel does to keys: create (and show the new key once), edit,
+// enable/disable, delete, each through its dialog.
+// A mixin of the panel (see api-keys-panel.js): its methods share the panel's
+// state. This module only exports; ComfyUI imports every .js under web/ as an
+// extension, so it must have no side effects when imported.
+
+import { h, icon, uid } from "./api-keys-dom.js";
+import { keyForm, openDialog } from "./api-keys-forms.js";
+import { copyText } from "./api-keys-lib.js";
+import { jobLimitsOf } from "./api-keys-usage.js";
+
+export const withKeyActions = (Base) => class KeyActions extends Base {
+  openCreateDialog(opener) {
+    const form = keyForm(null, { bootstrap: !!this.status?.local_bootstrap });
+    const submit = h("button", { type: "submit", class: "cak-btn cak-btn-primary" }, icon("pi-key"), "Create key");
+    const dialog = openDialog(this, {
+      title: "New API key", opener, initialFocus: form.first,
+      body: h("form", {
+        class: "cak-form", novalidate: true,
+        onsubmit: async (event) => {
+          event.preventDefault();
+          const fields = form.read();
+          if (!fields) return;
+          // Unlimited is the server's default: leave the field out unless a limit is set.
+          if (fields.job_limits.prompts_per_hour === null && fields.job_limits.max_waiting === null) delete fields.job_limits;
+          submit.disabled = true;
+          try {
+            const created = await this.request("/keys", { method: "POST", body: fields });
+            let secret = created.api_key;
+            delete created.api_key;
+            delete created.message;
+            this.keys.push({ requests_this_hour: 0, last_used: null, is_active: true, ...created });
+            this.renderList();
+            dialog.close();
+            this.toast("success", "API key created", `“${created.name}” is ready. Copy it now: it will not be shown again.`);
+            this.activityChanged();
+            this.showSecret(created, secret);
+            secret = null;
+          } catch (error) {
+            this.fail("Could not create the key", error);
+            form.showServerError(error);
+          } finally {
+            submit.disabled = false;
+          }
+        },
+      }, form.nodes,
+      h("div", { class: "cak-dialog-actions" },
+        h("button", { type: "button", class: "cak-btn", onclick: () => dialog.close() }, "Cancel"), submit)),
+    });
+  }
+
+  /** Show a new key once. Closing the dialog drops every reference to it. */
+  showSecret(created, secretValue) {
+    const state = { secret: secretValue };
+    const warnId = uid("secret-warning");
+    const input = h("input", {
+      type: "text", class: "cak-input cak-secret", readOnly: true, autocomplete: "off", spellcheck: "false",
+      "aria-label": "Your new API key", "aria-describedby": warnId, "data-testid": "new-key",
+    });
+    input.value = state.secret; // a property, never an attribute: it stays out of the HTML
+    const copyLabel = h("span", { text: "Copy" });
+    const copy = h("button", {
+      type: "button", class: "cak-btn cak-btn-primary", "data-testid": "copy-key",
+      onclick: async () => {
+        if (!state.secret) return;
+        const ok = await copyText(state.secret, input);
+        if (ok) {
+          copyLabel.textContent = "Copied";
+          this.toast("success", "Copied", "The key is on the clipboard.", 2500);
+        } else {
+          this.toast("warn", "Copy it by hand", "The browser refused the clipboard: select the key and press Ctrl+C.");
+          input.focus();
+          input.select();
+        }
+      },
+    }, icon("pi-copy"), copyLabel);
+    const done = h("button", { type: "button", class: "cak-btn", onclick: () => dialog.close() }, "Done");
+    const dialog = openDialog(this, {
+      title: `Key created: ${created.name}`, className: "cak-dialog-secret", describedBy: warnId,
+      initialFocus: copy,
+      fallbackFocus: () => this.manager?.querySelector(".cak-toolbar .cak-btn-primary"),
+      onClose: () => {
+        input.value = "";
+        state.secret = null;
+      },
+      body: [
+        h("p", { id: warnId, class: "cak-warning", role: "note" }, icon("pi-exclamation-triangle"),
+          h("span", {}, h("strong", { text: "Copy this key now: it will not be shown again." }),
+            " Only a hash is stored; if you lose it, create a new key.")),
+        h("div", { class: "cak-secret-row" }, input, copy),
+        h("p", { class: "cak-hint" }, "Scripts send it as ", h("code", { class: "cak-code", text: "Authorization: Bearer <key>" }),
+          " or ", h("code", { class: "cak-code", text: "X-API-Key: <key>" }), "."),
+        h("div", { class: "cak-dialog-actions" }, done),
+      ],
+    });
+    input.addEventListener("focus", () => input.select());
+  }
+
+  /** Put the server's answer for a key into the list (PATCH returns the whole key). */
+  replaceKey(updated) {
+    delete updated.message;
+    const index = this.keys.findIndex((k) => k.key_id === updated.key_id);
+    if (index >= 0) this.keys[index] = { ...this.keys[index], ...updated };
+    this.renderList();
+  }
+
+  async handleMissing(error) {
+    if (error?.status === 404) await this.loadKeys();
+  }
+
+  openEditDialog(keyId, opener) {
+    const key = this.findKey(keyId);
+    if (!key) return;
+    const form = keyForm(key, { bootstrap: !!this.status?.local_bootstrap });
+    const submit = h("button", { type: "submit", class: "cak-btn cak-btn-primary" }, "Save");
+    const dialog = openDialog(this, {
+      title: `Edit “${key.name}”`, opener, initialFocus: form.first,
+      fallbackFocus: () => this.rowButton(keyId, "edit"),
+      body: h("form", {
+        class: "cak-form", novalidate: true,
+        onsubmit: async (event) => {
+          event.preventDefault();
+          const fields = form.read();
+          if (!fields) return;
+          const changes = {};
+          if (fields.name !== key.name) changes.name = fields.name;
+          if (fields.rate_limit !== key.rate_limit) changes.rate_limit = fields.rate_limit;
+          if (JSON.stringify(fields.metadata) !== JSON.stringify(key.metadata ?? {})) changes.metadata = fields.metadata;
+          if (fields.scopes.join() !== [...(key.scopes || [])].sort().join()) changes.scopes = fields.scopes;
+          // PATCH replaces both workflow limits: always send the pair.
+          const limits = jobLimitsOf(key);
+          if (fields.job_limits.prompts_per_hour !== limits.prompts_per_hour
+            || fields.job_limits.max_waiting !== limits.max_waiting) changes.job_limits = fields.job_limits;
+          if (!Object.keys(changes).length) {
+            dialog.close();
+            this.toast("info", "Nothing changed", `“${key.name}” is as it was.`);
+            return;
+          }
+          submit.disabled = true;
+          try {
+            const updated = await this.request(`/keys/${encodeURIComponent(keyId)}`, { method: "PATCH", body: changes });
+            this.replaceKey(updated);
+            dialog.close(); // after the row is re-rendered, so focus lands on its Edit button
+            this.toast("success", "API key updated", `“${updated.name}” saved.`);
+            this.activityChanged();
+          } catch (error) {
+            this.fail("Could not save the key", error);
+            form.showServerError(error);
+            if (error?.status === 404) {
+              dialog.close();
+              await this.handleMissing(error);
+            }
+          } finally {
+            submit.disabled = false;
+          }
+        },
+      }, form.nodes,
+      h("div", { class: "cak-dialog-actions" },
+        h("button", { type: "button", class: "cak-btn", onclick: () => dialog.close() }, "Cancel"), submit)),
+    });
+  }
+
+  async setActive(keyId, active, button) {
+    const key = this.findKey(keyId);
+    if (!key) return;
+    button.disabled = true;
+    try {
+      const updated = await this.request(`/keys/${encodeURIComponent(keyId)}`, { method: "PATCH", body: { is_active: active } });
+      this.replaceKey(updated);
+      this.toast("success", active ? "API key enabled" : "API key disabled",
+        active ? `“${updated.name}” works again.` : `“${updated.name}” is refused (401) until you enable it again.`);
+      this.rowButton(keyId, "toggle")?.focus();
+      this.activityChanged();
+    } catch (error) {
+      this.fail(active ? "Could not enable the key" : "Could not disable the key", error);
+      if (button.isConnected) button.disabled = false;
+      await this.handleMissing(error);
+    }
+  }
+
+  openDeleteDialog(keyId, opener) {
+    const key = this.findKey(keyId);
+    if (!key) return;
+    const textId = uid("delete-text");
+    const cancel = h("button", { type: "button", class: "cak-btn", onclick: () => dialog.close() }, "Cancel");
+    const confirm = h("button", {
+      type: "button", class: "cak-btn cak-btn-danger",
+      onclick: async () => {
+        confirm.disabled = cancel.disabled = true;
+        try {
+          await this.request(`/keys/${encodeURIComponent(keyId)}`, { method: "DELETE" });
+          this.activity.names.set(keyId, key.name);
+          this.keys = this.keys.filter((k) => k.key_id !== keyId);
+          this.rows.delete(keyId);
+          this.usage.delete(keyId);
+          if (this.expanded === keyId) this.expanded = null;
+          this.renderList();
+          dialog.close();
+          this.toast("success", "API key deleted", `“${key.name}” no longer works.`);
+          this.activityChanged();
+        } catch (error) {
+          dialog.close();
+          this.fail("Could not delete the key", error);
+          await this.handleMissing(error);
+        }
+      },
+    }, icon("pi-trash"), "Delete key");
+    const dialog = openDialog(this, {
+      title: "Delete this API key?", opener, describedBy: textId, className: "cak-dialog-confirm",
+      initialFocus: cancel,
+      fallbackFocus: () => this.filterInput,
+      body: [
+        h("p", { id: textId }, "“", h("strong", { class: "cak-name-text", text: key.name }), "” (",
+          h("code", { class: "cak-code", text: `${key.prefix}…` }),
+          ") stops working at once: scripts using it get 401. This cannot be undone."),
+        h("div", { class: "cak-dialog-actions" }, cancel, confirm),
+      ],
+    });
+  }
+};
