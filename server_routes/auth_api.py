@@ -12,7 +12,8 @@ from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, window_start
 from ..runtime import StorageUnavailable
 from .login_page import LOGIN_PAGE
 from .keys_api import audit
-from .middleware import SESSION_COOKIE, client_address, current_principal, is_https, too_many
+from .identity import SESSION_COOKIE, client_address, is_https
+from .middleware import current_principal, too_many
 from .responses import BodyError, error, invalid, read_json
 
 LOGIN_FIELDS = frozenset({"password", "api_key"})

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from ..auth import validation
 from ..auth.principals import KeyRecord
-from .middleware import LOCAL_BOOTSTRAP_LIMIT, client_address, current_principal
+from .identity import client_address
+from .middleware import LOCAL_BOOTSTRAP_LIMIT, current_principal
 from .responses import BodyError, error, invalid, read_json
 
 CREATED_MESSAGE = "API key created. Save this key - it will not be shown again."

@@ -20,7 +20,7 @@ import asyncio
 import logging
 
 from ..runtime import token_hash
-from .middleware import SESSION_COOKIE
+from .identity import SESSION_COOKIE
 
 log = logging.getLogger("comfyui_api_auth")
 
