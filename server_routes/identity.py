@@ -166,10 +166,11 @@ def session_principal(request, now, sessions, keys_by_pk):
     return principal
 
 
-def identifier(runtime):
+def identifier(keys, runtime):
     """``identify(request, headers, now)``: the principal of a request, or
-    Denied for credentials that are wrong (rather than missing)."""
-    key_principals, sessions, keys_by_pk = runtime.key_principals, runtime.sessions, runtime.keys_by_pk
+    Denied for credentials that are wrong (rather than missing). ``keys`` is
+    the KeyCache; ``runtime`` says what a trusted local request gets."""
+    key_principals, sessions, keys_by_pk = keys.principals, keys.sessions, keys.by_pk
 
     def identify(request, headers, now):
         authorization = headers.get(AUTHORIZATION)
@@ -192,7 +193,7 @@ def identifier(runtime):
                 return LOCAL_ADMIN
             # bootstrap: only while nobody can sign in as admin (a forwarder
             # makes anyone look local, so this must not outlive the first run)
-            return ANONYMOUS if runtime.admin_exists else LOCAL_BOOTSTRAP
+            return ANONYMOUS if keys.admin_exists else LOCAL_BOOTSTRAP
         return ANONYMOUS
 
     return identify

@@ -23,7 +23,8 @@ from ..auth import policy as access
 from ..auth.principals import ANONYMOUS
 from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
 from ..auth.usage import PAGE_FILES, PAGE_LOADS
-from ..runtime import VERIFIED_BEARERS_MAX, StorageUnavailable
+from ..service.dbthread import StorageUnavailable
+from ..service.keycache import VERIFIED_BEARERS_MAX
 from .identity import AUTHORIZATION, X_API_KEY, Denied, identifier, unauthorized
 from .prompt_gate import PROMPT_TEMPLATES, PromptGate
 from .responses import error
@@ -121,13 +122,18 @@ def page_kind(resource, path, method):
 
 def create_middleware(runtime, gate: PromptGate, sockets=None):
     """Build the middleware bound to one runtime; ``sockets`` (an ``OpenSockets``)
-    notes the WebSockets opened with a key or a session."""
+    notes the WebSockets opened with a key or a session. Per request it reads
+    the runtime's ``refusing`` and three parts, held here directly: the key
+    cache, the quota claims and the usage counts."""
+    keys, claims, usage = runtime.keys, runtime.claims, runtime.usage
+    principals, verified = keys.principals, keys.verified_bearers  # updated in place, never replaced
+    limiter = claims.limiter
     facts_by_route: dict = {}
     hour_clock = HourClock()  # the current hour and its X-RateLimit-Reset text
 
     facts_by_route_and_method: dict = {}  # for routes that take any method ("*")
     known_files: set = set()  # request paths of page files seen to exist (see is_missing)
-    identify = identifier(runtime)
+    identify = identifier(keys, runtime)
 
     def route_facts(route, method):
         """Work out a route's facts on a cache miss. Routes are fixed once the
@@ -156,14 +162,14 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             wants_context=page is None and any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
             around=around,
             method=method,
-            page_cells=runtime.usage.cells_for((page, method)) if page is not None else None,
+            page_cells=usage.cells_for((page, method)) if page is not None else None,
             page_directory=str(resource.get_info()["directory"]) if isinstance(resource, web.StaticResource) else None,
             page=not runtime.settings.allow_framing and (
                 path in PAGE_PATHS or isinstance(resource, web.StaticResource)))
         if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < 4096:
             # Cells only for cached facts: unmatched requests, anyone's, must not
             # make one per invented path or method.
-            facts.usage_cells = runtime.usage.cells_for(facts.usage_key)
+            facts.usage_cells = usage.cells_for(facts.usage_key)
             if any_method:
                 facts_by_route_and_method[(route, method)] = facts
             else:
@@ -188,14 +194,13 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
     def bearer_principal(headers, authorization, facts):
         """The principal of a lone, valid, active ``Authorization: Bearer <key>``
         allowed on this route; else None. A header value seen before costs one
-        dict lookup (``runtime.verified_bearers``), a new one a SHA-256."""
-        verified = runtime.verified_bearers
+        dict lookup (``keys.verified_bearers``), a new one a SHA-256."""
         principal = verified.get(authorization)
         if principal is None:
             if not authorization.startswith("Bearer "):
                 return None
             try:
-                principal = runtime.key_principals.get(_sha256(authorization[7:].encode()).digest())
+                principal = principals.get(_sha256(authorization[7:].encode()).digest())
             except UnicodeEncodeError:
                 return None
             if principal is None or not principal.key.is_active:
@@ -213,7 +218,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
         The request path inlines the same steps; this serves the rarer page-file misses."""
         if not hour_clock.start <= now < hour_clock.end:
             hour_clock.roll(now)
-        return await runtime.spend_request(key, now), hour_clock.window, hour_clock.reset_text
+        return await claims.spend_request(key, now), hour_clock.window, hour_clock.reset_text
 
     async def serve_page_file(request, handler, key, facts, now):
         """A key's request for the ComfyUI page or one of its files (scripts,
@@ -234,7 +239,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
                 return await charge_miss(response, key, facts, now, False)
             if not hour_clock.start <= now < hour_clock.end:
                 hour_clock.roll(now)
-            runtime.usage.record(facts.page_cells, key.pk, True, time.time() - now, now, hour_clock.window)
+            usage.record(facts.page_cells, key.pk, True, time.time() - now, now, hour_clock.window)
             return response
         except StorageUnavailable:
             return error(503, "AUTH_UNAVAILABLE", DATABASE_UNAVAILABLE_MESSAGE)
@@ -261,8 +266,8 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
         remaining, window, reset_text = await charge(key, now)
         cells = facts.usage_cells
         if cells is None:
-            cells = runtime.usage.cells_for(facts.usage_key)
-        runtime.usage.record(cells, key.pk, False, time.time() - now, now, window)
+            cells = usage.cells_for(facts.usage_key)
+        usage.record(cells, key.pk, False, time.time() - now, now, window)
         if remaining == REFUSED:
             return too_many(key, window + WINDOW_SECONDS, now)
         miss.headers[LIMIT_HEADER] = str(key.rate_limit)
@@ -320,20 +325,20 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             if not hour_clock.start <= now < hour_clock.end:
                 hour_clock.roll(now)
             window, reset_text = hour_clock.window, hour_clock.reset_text
-            quota = runtime.quota
+            quota = claims.quota
             if quota is None:
-                remaining = runtime.limiter.take(key.pk, key.rate_limit, window)
+                remaining = limiter.take(key.pk, key.rate_limit, window)
             else:
                 remaining = quota.take(key.pk, key.rate_limit, window)
                 if remaining is None:
-                    remaining = await runtime.take_shared(key, window, now)
+                    remaining = await claims.take_shared(key, window, now)
                 if quota.running_low:
-                    runtime.prefetch_running_low(now)
+                    claims.prefetch_running_low(now)
             cells = facts.usage_cells
             if cells is None:  # an unmatched request: its facts, and so its cells, are not kept
-                cells = runtime.usage.cells_for(facts.usage_key)
+                cells = usage.cells_for(facts.usage_key)
             if remaining == REFUSED:
-                runtime.usage.record(cells, key.pk, False, 0.0, now, window)
+                usage.record(cells, key.pk, False, 0.0, now, window)
                 return too_many(key, window + WINDOW_SECONDS, now)
             status = 500
             try:
@@ -359,7 +364,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
                 exc.headers[RESET_HEADER] = reset_text
                 raise
             finally:
-                runtime.usage.record(cells, key.pk, status < 400, time.time() - now, now, window)
+                usage.record(cells, key.pk, status < 400, time.time() - now, now, window)
         except StorageUnavailable:
             return error(503, "AUTH_UNAVAILABLE", DATABASE_UNAVAILABLE_MESSAGE)
         finally:

@@ -92,7 +92,7 @@ async def test_a_bearer_key_passes_with_rate_limit_headers_and_the_runtime_count
         assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
         assert calls == ["/api/queue"] * 3
         # the runtime remembers the verified header and holds the counts until its next flush
-        assert runtime.verified_bearers[f"Bearer {secret}"].key.pk == key.pk
+        assert runtime.keys.verified_bearers[f"Bearer {secret}"].key.pk == key.pk
         counts = {(route, method): cell[:2] for (_, _, route, method), cell in runtime.usage.pending_for(key.pk).items()}
         assert counts == {("/queue", "GET"): [3, 1]}
 
@@ -117,7 +117,7 @@ async def test_disabling_a_key_refuses_its_next_request(aiohttp_client, tmp_path
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         assert (await client.get("/api/queue", headers=bearer(secret))).status == 200
         await runtime.update_key(key.key_id, {"is_active": False})
-        assert f"Bearer {secret}" not in runtime.verified_bearers
+        assert f"Bearer {secret}" not in runtime.keys.verified_bearers
         response = await client.get("/api/queue", headers=bearer(secret))
         assert response.status == 401 and (await response.json())["error_code"] == "KEY_DISABLED"
         assert calls == ["/api/queue"]
