@@ -8,8 +8,9 @@ request path and awaits the coroutines here only for management calls.
 The parts, each owning one thing: ``DatabaseThread`` (every database call),
 ``KeyCache`` (keys, principals, verified Bearer values, sessions),
 ``QuotaClaims`` (each key's hourly limit, shared or not), ``BatchWriter``
-(usage, limiter counts, jobs and audit written in batches) and ``SignIns``
-(sessions opened and ended, the admin password, the setup code, attempts).
+(usage, limiter counts, jobs and audit written in batches), ``SignIns``
+(sessions opened and ended, the admin password, the setup code, attempts),
+``KeyStore`` (key management) and ``JobWatch`` (how queued prompts end).
 """
 
 import atexit
@@ -19,17 +20,17 @@ import os
 import time
 from concurrent.futures import TimeoutError as WaitTimeout
 
-from .auth import keys as key_format
 from .auth.config import ConfigError, Settings, load_settings
-from .auth.jobs import INTERRUPTED, JobTracker, outcome_from_history, summarize_jobs
+from .auth.jobs import JobTracker
 from .auth.policy import AccessPolicy
-from .auth.principals import KeyRecord
 from .auth.proxies import TrustedProxies
 from .auth.ratelimit import HourlyLimiter, window_start
-from .auth.usage import UsageAggregator, summarize
+from .auth.usage import UsageAggregator
 from .service.batches import BatchWriter
 from .service.dbthread import DatabaseThread, StorageUnavailable  # noqa: F401 - imported from here too
+from .service.jobwatch import JobWatch
 from .service.keycache import VERIFIED_BEARERS_MAX, KeyCache  # noqa: F401
+from .service.keystore import KeyStore
 from .service.quota import QuotaClaims
 from .service.signin import SignIns, token_hash  # noqa: F401
 from .storage import database as db_open
@@ -93,8 +94,8 @@ class AuthRuntime:
         self.batches = BatchWriter(self.db, self.usage, self.claims.limiter, self.prompt_limiter, self.jobs,
                                    self.keys, self.claims, clock)
         self.sign_in = SignIns(self.db, self.keys, clock)
-        self.prompt_queue = lambda: None  # set by install: ComfyUI's PromptQueue, once it exists
-        self._job_misses: dict[str, int] = {}
+        self.key_store = KeyStore(self.db, self.keys, self.claims, self.usage, self.jobs, clock)
+        self.job_watch = JobWatch(self.jobs, self.keys, clock)
         self.trusted_local_possible = False
         self.local_trust = "off"  # what a trusted local request gets here: bootstrap, on or off (set by install)
         self.trusted_proxies = TrustedProxies()
@@ -174,7 +175,7 @@ class AuthRuntime:
             asyncio.ensure_future(self._every(self.settings.refresh_interval, self.refresh_tick)),
             asyncio.ensure_future(self._every(self.settings.flush_interval, self.flush)),
             asyncio.ensure_future(self._every(3600, self.purge_old, first=0)),
-            asyncio.ensure_future(self._every(1.0, self.poll_jobs)),
+            asyncio.ensure_future(self._every(1.0, self.job_watch.poll_jobs)),
         ]
         if self.claims.quota is not None:
             self._tasks.append(asyncio.ensure_future(self._every(self.settings.refresh_interval,
@@ -274,104 +275,6 @@ class AuthRuntime:
         await self.db.run(repository.purge_sessions, now)
         await self.db.run(repository.purge_audit, now - self.settings.audit_retention_days * 86400)
         await self.db.run(repository.purge_login_attempts, now - self.settings.login_window)
-
-    async def poll_jobs(self):
-        """Learn how open prompts ended, from ComfyUI's queue and history."""
-        queue = self.prompt_queue()
-        if queue is None or not self.jobs.open:
-            return
-        running, pending = queue.get_current_queue_volatile()
-        in_queue = {item[1] for item in running} | {item[1] for item in pending}
-        for prompt_id in list(self.jobs.open):
-            history = queue.get_history(prompt_id=prompt_id)
-            item = history.get(prompt_id) if history else None
-            if item is not None and (item.get("status") or {}).get("completed") is not None:
-                outcome, finished_at, seconds = outcome_from_history(item)
-                self.jobs.finished(prompt_id, outcome, finished_at or self.clock(), seconds)
-                self._job_misses.pop(prompt_id, None)
-            elif prompt_id in in_queue:
-                self._job_misses.pop(prompt_id, None)
-            else:
-                # Neither queued nor in history twice running: deleted from the
-                # queue by a client, or its history was cleared.
-                misses = self._job_misses.get(prompt_id, 0) + 1
-                self._job_misses[prompt_id] = misses
-                if misses >= 2:
-                    self.jobs.finished(prompt_id, INTERRUPTED, self.clock(), None)
-                    self._job_misses.pop(prompt_id, None)
-
-    def owner_of_prompt(self, prompt_id: str):
-        """(key record or None, principal kind) of whoever queued a prompt."""
-        owner = self.jobs.owner(prompt_id)
-        if owner is None:
-            return None, None
-        key_pk, kind = owner
-        return (self.keys.by_pk.get(key_pk) if key_pk is not None else None), kind
-
-    # ---- keys ------------------------------------------------------------------------
-
-    async def create_key(self, name, rate_limit, metadata, scopes, job_limits=None) -> tuple[KeyRecord, str]:
-        plaintext = key_format.generate_key()
-        record = await self.db.run(
-            repository.create_key, key_id=key_format.generate_key_id(),
-            key_hash=key_format.hash_key(plaintext), prefix=key_format.display_prefix(plaintext),
-            name=name, rate_limit=rate_limit, metadata=metadata, scopes=scopes, now=self.clock(),
-            job_limits=job_limits)
-        self.keys.remember(record)
-        return record, plaintext
-
-    async def list_keys(self) -> list[KeyRecord]:
-        records = await self.db.run(repository.list_keys)
-        for record in records:
-            self.keys.remember(record)
-        return records
-
-    async def get_key(self, key_id: str) -> KeyRecord | None:
-        return await self.db.run(repository.get_key, key_id)
-
-    async def update_key(self, key_id: str, changes: dict) -> KeyRecord | None:
-        record = await self.db.run(repository.update_key, key_id, changes, self.clock())
-        if record is not None:
-            self.keys.remember(record)
-            self.keys.access_changed()
-        return record
-
-    async def delete_key(self, key_id: str) -> KeyRecord | None:
-        record = await self.db.run(repository.delete_key, key_id, self.clock())
-        if record is not None:
-            self.keys.forget(record.pk)
-            self.claims.forget(record.pk)
-            self.keys.access_changed()
-        return record
-
-    def last_used_of(self, record: KeyRecord, pending: dict | None = None):
-        """When the key was last used; ``pending`` is ``usage.pending_last_used()``, passed in
-        when describing many keys at once."""
-        return self.keys.last_used_of(record, self.usage.pending_last_used() if pending is None else pending)
-
-    async def requests_this_hour(self, key_pks) -> dict[int, int]:
-        return await self.claims.requests_this_hour(key_pks)
-
-    async def spend_request(self, key: KeyRecord, now: float) -> int:
-        return await self.claims.spend_request(key, now)
-
-    async def usage_stats(self, record: KeyRecord, days: int) -> dict:
-        now = self.clock()
-        since = (int(now) // 86400 - days + 1) * 86400
-        rows, jobs = await self.db.run(self._usage_rows, record.pk, since)
-        # Counts not yet flushed are part of the truth too.
-        for (_, hour, route, method), (ok, failed, duration) in self.usage.pending_for(record.pk).items():
-            rows.append((hour, route, method, ok, failed, duration))
-        for row in self.jobs.pending_rows_for(record.pk):
-            if row["queued_at"] >= since:
-                jobs[row["prompt_id"]] = (row["outcome"], row.get("execution_seconds"))
-        stats = summarize(rows, days, now)
-        stats["jobs"] = summarize_jobs(jobs.values())
-        return stats
-
-    @staticmethod
-    def _usage_rows(database, key_pk, since):
-        return repository.usage_rows(database, key_pk, since), repository.job_rows(database, key_pk, since)
 
     # ---- audit trail ---------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ def _caller():
     prompt_id = _running_prompt_id()
     if active is None or prompt_id is None:
         return None
-    record, _ = active.owner_of_prompt(prompt_id)
+    record, _ = active.job_watch.owner_of_prompt(prompt_id)
     return record
 
 

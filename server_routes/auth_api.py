@@ -123,7 +123,7 @@ class AuthApi:
                 failed = True
                 audit(runtime, request, "sign_in_failed", method=method)
                 return error(401, "INVALID_CREDENTIALS", "wrong password or API key")
-            if key is not None and await runtime.spend_request(key, started) == REFUSED:
+            if key is not None and await runtime.claims.spend_request(key, started) == REFUSED:
                 await runtime.sign_in.uncount_sign_in_attempt(attempt)
                 return too_many(key, window_start(started) + WINDOW_SECONDS, started)
             audit(runtime, request, "sign_in", key.key_id if key is not None else "admin", method=method)

@@ -137,7 +137,7 @@ def _wire(prompt_server, runtime, gate, middleware):
     KeysApi(runtime).register(prompt_server.routes)
     AuthApi(runtime).register(prompt_server.routes)
     prompt_server.add_on_prompt_handler(gate.on_prompt)
-    runtime.prompt_queue = lambda: getattr(prompt_server, "prompt_queue", None)
+    runtime.job_watch.prompt_queue = lambda: getattr(prompt_server, "prompt_queue", None)
     app = prompt_server.app
 
     async def on_startup(app):

@@ -62,7 +62,7 @@ def sql(statement):
 async def test_the_key_cache_remembers_and_forgets_a_key_with_its_principal_bearers_and_sessions(tmp_path):
     async with runtimes(tmp_path) as (runtime,):
         keys = runtime.keys
-        record, secret = await runtime.create_key("ops", 100, {}, ["admin"])
+        record, secret = await runtime.key_store.create_key("ops", 100, {}, ["admin"])
         principal = keys.principals[key_format.digest_key(secret)]
         assert principal.key.pk == record.pk and keys.by_pk[record.pk] is record
         assert record.pk in keys.admin_keys and keys.admin_exists
@@ -70,7 +70,7 @@ async def test_the_key_cache_remembers_and_forgets_a_key_with_its_principal_bear
         assert keys.sessions[token_hash(token)][:2] == ("key", record.pk)
 
         keys.verified_bearers[f"Bearer {secret}"] = principal
-        updated = await runtime.update_key(record.key_id, {"scopes": []})
+        updated = await runtime.key_store.update_key(record.key_id, {"scopes": []})
         assert keys.verified_bearers == {}  # any change: every verified header is checked again
         assert keys.principals[key_format.digest_key(secret)].key is updated
         assert record.pk not in keys.admin_keys and not keys.admin_exists
@@ -119,7 +119,7 @@ async def test_quota_claimed_in_a_batch_and_not_spent_is_given_back_by_the_last_
     async with runtimes(tmp_path) as (runtime,):
         claims = runtime.claims
         assert claims.quota is not None  # shared limits are on by default
-        record, _ = await runtime.create_key("script", 800, {}, [])
+        record, _ = await runtime.key_store.create_key("script", 800, {}, [])
         now = time.time()
         window = window_start(now)
         assert await claims.spend_request(record, now) == 799
@@ -134,7 +134,7 @@ async def test_quota_claimed_in_a_batch_and_not_spent_is_given_back_by_the_last_
 
 async def test_concurrent_requests_share_one_claim(tmp_path):
     async with runtimes(tmp_path) as (runtime,):
-        record, _ = await runtime.create_key("burst", 80, {}, [])
+        record, _ = await runtime.key_store.create_key("burst", 80, {}, [])
         now = time.time()
         spent = await asyncio.gather(*(runtime.claims.spend_request(record, now) for _ in range(30)))
         assert sorted(spent, reverse=True) == list(range(79, 49, -1))
@@ -146,7 +146,7 @@ async def test_concurrent_requests_share_one_claim(tmp_path):
 
 async def test_a_batch_that_fails_to_write_is_kept_and_written_by_the_next_flush(tmp_path):
     async with runtimes(tmp_path) as (runtime,):
-        record, _ = await runtime.create_key("script", 100, {}, [])
+        record, _ = await runtime.key_store.create_key("script", 100, {}, [])
         now = time.time()
         cells = runtime.usage.cells_for(("/queue", "GET"))
         runtime.usage.record(cells, record.pk, True, 0.01, now, window_start(now))
@@ -171,7 +171,7 @@ async def test_a_batch_that_fails_to_write_is_kept_and_written_by_the_next_flush
 async def test_the_database_thread_reconnects_after_its_connection_broke(tmp_path):
     async with runtimes(tmp_path) as (runtime,):
         db = runtime.db
-        await runtime.create_key("script", 100, {}, [])
+        await runtime.key_store.create_key("script", 100, {}, [])
         old = await db.run(lambda database: database.connection())
         if ON_POSTGRES:
             # The server ends the connection (a restart, a failover, an idle timeout).
