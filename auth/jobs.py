@@ -34,6 +34,18 @@ class JobTracker:
         self._pending[prompt_id] = {"prompt_id": prompt_id, "key_pk": key_pk, "principal": kind,
                                     "queued_at": now, "outcome": QUEUED}
 
+    def waiting_of(self, key_pk: int) -> int:
+        """Prompts of the key queued, running, or held while /prompt validates them."""
+        return self.waiting.get(key_pk, 0)
+
+    def hold(self, key_pk: int):
+        """One more waiting prompt of the key, while /prompt handles it (so a burst cannot overshoot)."""
+        self.waiting[key_pk] = self.waiting.get(key_pk, 0) + 1
+
+    def release(self, key_pk: int):
+        """The held prompt was handled: ``queued`` counts it from here, or it was refused."""
+        self.waiting[key_pk] -= 1
+
     def finished(self, prompt_id: str, outcome: str, finished_at: float, seconds):
         entry = self.open.pop(prompt_id, None)
         if entry is None:

@@ -2,7 +2,7 @@
 
 import json
 
-from .. import runtime as runtime_module
+from ..server_routes.install import RUNTIME_KEY
 
 
 def _running_prompt_id():
@@ -22,13 +22,23 @@ def _running_prompt_id():
     return running[0][1] if len(running) == 1 else None
 
 
+def _installed_runtime():
+    """The runtime installed on ComfyUI's app, or None (the package is off or failed to install).
+    A node runs on ComfyUI's worker thread, with no request to ask."""
+    try:
+        from server import PromptServer
+        return PromptServer.instance.app.get(RUNTIME_KEY)
+    except (ImportError, AttributeError):
+        return None
+
+
 def _caller():
     """The key record that queued the running prompt, or None (anonymous, admin without key)."""
-    active = runtime_module.ACTIVE
+    active = _installed_runtime()
     prompt_id = _running_prompt_id()
     if active is None or prompt_id is None:
         return None
-    record, _ = active.owner_of_prompt(prompt_id)
+    record, _ = active.job_watch.owner_of_prompt(prompt_id)
     return record
 
 

@@ -10,10 +10,11 @@ from ..auth import keys as key_format
 from ..auth import validation
 from ..auth.validation import AUTH_BODY_MAX_BYTES
 from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, window_start
-from ..runtime import StorageUnavailable
+from ..service.dbthread import StorageUnavailable
 from .login_page import LOGIN_PAGE
 from .keys_api import audit
-from .middleware import SESSION_COOKIE, client_address, current_principal, is_https, too_many
+from .identity import SESSION_COOKIE, client_address, is_https
+from .middleware import current_principal, too_many
 from .responses import BodyError, error, invalid, read_json
 
 PASSWORD_MANAGED = ("the admin password is set by COMFYUI_API_AUTH_ADMIN_PASSWORD and is changed there "
@@ -33,7 +34,7 @@ def _too_many_attempts(wait: int):
 def _active_key(runtime, presented: str):
     """The record of an active key, or None. A key session follows the key:
     disabling or unscoping it takes effect."""
-    principal = runtime.key_principals.get(key_format.digest_key(presented))
+    principal = runtime.keys.principals.get(key_format.digest_key(presented))
     record = principal.key if principal is not None else None
     return record if record is not None and record.is_active else None
 
@@ -64,14 +65,14 @@ class AuthApi:
             "authenticated": principal.has_identity,
             "is_admin": principal.is_admin,
             "principal": principal.describe(),
-            "admin_password_set": runtime.admin_password_set,
-            "admin_password_managed": runtime.admin_password_managed,
+            "admin_password_set": runtime.keys.admin_password_set,
+            "admin_password_managed": runtime.sign_in.admin_password_managed,
             # what a trusted local request gets on this server: "bootstrap", "on" or "off"
             "trust_localhost": runtime.local_trust,
             # the caller is a local request that may manage non-admin keys (bootstrap)
             "local_bootstrap": principal.is_bootstrap,
             # a setup code was printed to the console and can still set the admin password
-            "setup_available": runtime.setup_available,
+            "setup_available": runtime.sign_in.setup_available,
             "login_url": "/login",
         }, headers={"Cache-Control": "no-store"})
 
@@ -82,7 +83,7 @@ class AuthApi:
         # Counted as a failure before anything is awaited (the body, the
         # database, bcrypt), so concurrent or slow-body attempts cannot all pass
         # the check; given back unless the credentials were checked and wrong.
-        wait = runtime.login_throttle.reserve(client, started)
+        wait = runtime.sign_in.login_throttle.reserve(client, started)
         if wait:
             return _too_many_attempts(wait)
         failed = False
@@ -106,16 +107,16 @@ class AuthApi:
                 failed = True
                 audit(runtime, request, "sign_in_failed", method=method)
                 return error(401, "INVALID_CREDENTIALS", "wrong password or API key")
-            if key is not None and await runtime.spend_request(key, started) == REFUSED:
-                await runtime.uncount_sign_in_attempt(attempt)
+            if key is not None and await runtime.claims.spend_request(key, started) == REFUSED:
+                await runtime.sign_in.uncount_sign_in_attempt(attempt)
                 return too_many(key, window_start(started) + WINDOW_SECONDS, started)
             audit(runtime, request, "sign_in", key.key_id if key is not None else "admin", method=method)
             # The good attempt is given back in the session's own transaction.
-            token = await runtime.open_session("admin" if key is None else "key", key.pk if key is not None else None,
+            token = await runtime.sign_in.open_session("admin" if key is None else "key", key.pk if key is not None else None,
                                                client, attempt)
         finally:
             if not failed:
-                runtime.login_throttle.refund(client, started)
+                runtime.sign_in.login_throttle.refund(client, started)
         body = {"ok": True, "kind": "admin" if key is None or key.is_admin else "key"}
         response = web.json_response(body, headers={"Cache-Control": "no-store"})
         self._set_cookie(request, response, token)
@@ -128,12 +129,12 @@ class AuthApi:
     async def _check_password(self, client, password):
         """Like ``_evaluate``, within the cap on bcrypt checks in flight: past
         it, (a 429, None) at once; the CPU is the scarce thing a flood spends."""
-        slots = self.runtime.password_checks
+        slots = self.runtime.sign_in.password_checks
         if not slots.take():
             return error(429, "SIGN_IN_BUSY", "too many sign-ins are being checked at once; try again",
                          headers={"Retry-After": "1"}, reset_in=1), None
         try:
-            return await self._evaluate(client, partial(self.runtime.check_admin_password, password))
+            return await self._evaluate(client, partial(self.runtime.sign_in.check_admin_password, password))
         finally:
             slots.give_back()
 
@@ -141,7 +142,7 @@ class AuthApi:
         """Count the attempt where every process sharing the database sees it,
         then run ``check``: (its verdict, the attempt's id), or (a 429, None)
         when other processes used up this address's attempts (``check`` never runs)."""
-        attempt, wait = await self.runtime.count_sign_in_attempt(client)
+        attempt, wait = await self.runtime.sign_in.count_sign_in_attempt(client)
         if attempt is None:
             return _too_many_attempts(wait), None
         return await check(), attempt
@@ -149,7 +150,7 @@ class AuthApi:
     async def logout(self, request):
         token = request.cookies.get(SESSION_COOKIE)
         if token:
-            await self.runtime.end_session(token)
+            await self.runtime.sign_in.end_session(token)
             audit(self.runtime, request, "sign_out")
         response = web.json_response({"ok": True, "message": "signed out"}, headers={"Cache-Control": "no-store"})
         response.del_cookie(SESSION_COOKIE, path="/")
@@ -162,10 +163,10 @@ class AuthApi:
             return exc.response
         except validation.InvalidInput as exc:
             return invalid(exc)
-        if self.runtime.admin_password_managed:
+        if self.runtime.sign_in.admin_password_managed:
             return error(409, "PASSWORD_MANAGED_BY_ENVIRONMENT", PASSWORD_MANAGED)
         # Sessions opened with the old password end; the caller's own stays.
-        ended = await self.runtime.set_admin_password(password, keep_token=_own_session(request))
+        ended = await self.runtime.sign_in.set_admin_password(password, keep_token=_own_session(request))
         audit(self.runtime, request, "password_set", sessions_ended=ended)
         return web.json_response({"ok": True, "message": "admin password set", "sessions_ended": ended})
 
@@ -181,7 +182,7 @@ class AuthApi:
             return invalid(exc)
         own = _own_session(request)
         keep = own if keep_current else None
-        ended = await self.runtime.end_all_sessions(keep_token=keep)
+        ended = await self.runtime.sign_in.end_all_sessions(keep_token=keep)
         audit(self.runtime, request, "sessions_ended", "all", ended=ended, kept_current=keep is not None)
         response = web.json_response({"ok": True, "message": f"{ended} sessions ended", "ended": ended},
                                      headers={"Cache-Control": "no-store"})
@@ -196,7 +197,7 @@ class AuthApi:
         started = time.time()
         # Counted as a failure before the body is read (as sign-ins are), and
         # given back unless a code was checked and wrong.
-        wait = runtime.login_throttle.reserve(client, started)
+        wait = runtime.sign_in.login_throttle.reserve(client, started)
         if wait:
             return _too_many_attempts(wait)
         wrong = False
@@ -207,24 +208,24 @@ class AuthApi:
                 return exc.response
             except validation.InvalidInput as exc:
                 return invalid(exc)
-            if not runtime.setup_available:
+            if not runtime.sign_in.setup_available:
                 return error(409, "SETUP_NOT_AVAILABLE", "an admin exists already (or the setup code was used): "
                              "sign in instead; a server prints a new setup code at start only while no admin exists")
-            spent = runtime.take_setup_code(code)
+            spent = runtime.sign_in.take_setup_code(code)
             if spent is None:
                 wrong = True
                 audit(runtime, request, "setup_failed")
                 return error(401, "INVALID_SETUP_CODE", "wrong setup code (it is in the ComfyUI console)")
         finally:
             if not wrong:
-                runtime.login_throttle.refund(client, started)
+                runtime.sign_in.login_throttle.refund(client, started)
         try:
-            await runtime.set_admin_password(password)
+            await runtime.sign_in.set_admin_password(password)
         except StorageUnavailable:
-            runtime.give_back_setup_code(spent)
+            runtime.sign_in.give_back_setup_code(spent)
             raise
         audit(runtime, request, "password_set", "admin", method="setup_code")
-        token = await runtime.open_session("admin", None, client)
+        token = await runtime.sign_in.open_session("admin", None, client)
         response = web.json_response({"ok": True, "kind": "admin", "message": "admin password set; signed in"},
                                      headers={"Cache-Control": "no-store"})
         self._set_cookie(request, response, token)

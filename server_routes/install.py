@@ -12,7 +12,8 @@ import os
 import re
 import sys
 
-from .. import runtime as runtime_module
+from aiohttp import web
+
 from ..auth.proxies import is_loopback
 from ..runtime import AuthRuntime, default_data_dir
 from .auth_api import AuthApi
@@ -23,6 +24,9 @@ from .prompt_gate import PromptGate
 from .sockets import OpenSockets
 
 log = logging.getLogger("comfyui_api_auth")
+
+# The runtime installed into ComfyUI, on its app (the nodes find it there).
+RUNTIME_KEY = web.AppKey("comfyui_api_auth_runtime", AuthRuntime)
 
 
 def listen_addresses():
@@ -63,7 +67,7 @@ def _to_terminal(line: str):
 def announce_setup_code(runtime, addresses):
     """While no admin exists, print a one-time code that sets the admin password
     (as Jupyter prints its token): whoever reads this terminal owns the server."""
-    code = runtime.new_setup_code()
+    code = runtime.sign_in.new_setup_code()
     if code is None:
         return
     host = addresses[0] if addresses else "127.0.0.1"
@@ -104,8 +108,8 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
         log.info("[api-auth] COMFYUI_API_AUTH=off: the API key package is loaded and does nothing")
         return runtime
     gate = PromptGate(runtime)
-    sockets = OpenSockets(runtime, lambda: getattr(prompt_server, "sockets", None) or {})
-    runtime.access_changed = sockets.sweep
+    sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {})
+    runtime.keys.access_changed = sockets.sweep
     middleware = create_middleware(runtime, gate, sockets)
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
@@ -120,11 +124,11 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
 
 
 def _wire(prompt_server, runtime, gate, middleware):
-    runtime_module.ACTIVE = runtime
+    prompt_server.app[RUNTIME_KEY] = runtime
     KeysApi(runtime).register(prompt_server.routes)
     AuthApi(runtime).register(prompt_server.routes)
     prompt_server.add_on_prompt_handler(gate.on_prompt)
-    runtime.prompt_queue = lambda: getattr(prompt_server, "prompt_queue", None)
+    runtime.job_watch.prompt_queue = lambda: getattr(prompt_server, "prompt_queue", None)
     app = prompt_server.app
 
     async def on_startup(app):
@@ -140,7 +144,7 @@ def _wire(prompt_server, runtime, gate, middleware):
             # ComfyUI skips on_shutdown on SIGTERM and Ctrl-C: give unspent quota back there too.
             flush_on_exit_signals(asyncio.get_running_loop(), runtime.flush_sync)
             log.info("[api-auth] mode %s; %d keys; local requests are %s", runtime.settings.mode,
-                     len(runtime.keys_by_pk), LOCAL_TRUST_TEXT[runtime.local_trust])
+                     len(runtime.keys.by_pk), LOCAL_TRUST_TEXT[runtime.local_trust])
             announce_setup_code(runtime, addresses)
 
     async def on_shutdown(app):

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from ..auth import validation
 from ..auth.principals import KeyRecord
-from .middleware import LOCAL_BOOTSTRAP_LIMIT, client_address, current_principal
+from .identity import client_address
+from .middleware import LOCAL_BOOTSTRAP_LIMIT, current_principal
 from .responses import BodyError, error, invalid, read_json
 
 CREATED_MESSAGE = "API key created. Save this key - it will not be shown again."
@@ -21,13 +22,13 @@ AUDIT_BEFORE_MAX = 2**62  # ``before`` is an event id: a BIGINT
 
 def key_json(runtime, record: KeyRecord, pending_last_used: dict | None = None,
              requests_this_hour: dict | None = None) -> dict:
-    """``requests_this_hour`` is ``runtime.requests_this_hour(...)`` (none: a new key, 0)."""
+    """``requests_this_hour`` is ``runtime.key_store.requests_this_hour(...)`` (none: a new key, 0)."""
     return {
         "key_id": record.key_id,
         "name": record.name,
         "prefix": record.prefix,
         "created_at": record.created_at,
-        "last_used": runtime.last_used_of(record, pending_last_used),
+        "last_used": runtime.key_store.last_used_of(record, pending_last_used),
         "rate_limit": record.rate_limit,
         "is_active": record.is_active,
         "metadata": record.metadata,
@@ -94,7 +95,7 @@ class KeysApi:
         refusal = _beyond_bootstrap(fields["scopes"])
         if refusal is not None:
             return refusal
-        record, plaintext = await self.runtime.create_key(**fields)
+        record, plaintext = await self.runtime.key_store.create_key(**fields)
         audit(self.runtime, request, "key_create", record.key_id, name=record.name,
               rate_limit=record.rate_limit, scopes=list(record.scopes))
         body = key_json(self.runtime, record)
@@ -102,9 +103,9 @@ class KeysApi:
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     async def list(self, request):
-        records = await self.runtime.list_keys()
+        records = await self.runtime.key_store.list_keys()
         pending = self.runtime.usage.pending_last_used()
-        counts = await self.runtime.requests_this_hour(record.pk for record in records)
+        counts = await self.runtime.key_store.requests_this_hour(record.pk for record in records)
         return web.json_response({"keys": [key_json(self.runtime, record, pending, counts) for record in records]})
 
     async def read(self, request):
@@ -113,11 +114,11 @@ class KeysApi:
             days = validation.parse_days(request.query.get("days"))
         except validation.InvalidInput as exc:
             return invalid(exc)
-        record = await self.runtime.get_key(key_id) if _plausible_key_id(key_id) else None
+        record = await self.runtime.key_store.get_key(key_id) if _plausible_key_id(key_id) else None
         if record is None:
             return _not_found(key_id)
-        body = key_json(self.runtime, record, None, await self.runtime.requests_this_hour([record.pk]))
-        body["usage_stats"] = await self.runtime.usage_stats(record, days)
+        body = key_json(self.runtime, record, None, await self.runtime.key_store.requests_this_hour([record.pk]))
+        body["usage_stats"] = await self.runtime.key_store.usage_stats(record, days)
         return web.json_response(body)
 
     async def update(self, request):
@@ -129,27 +130,27 @@ class KeysApi:
         except validation.InvalidInput as exc:
             return invalid(exc)
         if current_principal.get().is_bootstrap:
-            current = await self.runtime.get_key(key_id) if _plausible_key_id(key_id) else None
+            current = await self.runtime.key_store.get_key(key_id) if _plausible_key_id(key_id) else None
             refusal = _beyond_bootstrap(changes.get("scopes"), current)
             if refusal is not None:
                 return refusal
-        record = await self.runtime.update_key(key_id, changes) if _plausible_key_id(key_id) else None
+        record = await self.runtime.key_store.update_key(key_id, changes) if _plausible_key_id(key_id) else None
         if record is None:
             return _not_found(key_id)
         action = {False: "key_disable", True: "key_enable"}.get(changes.get("is_active"), "key_update")
         audit(self.runtime, request, action, key_id, fields=sorted(changes))
-        body = key_json(self.runtime, record, None, await self.runtime.requests_this_hour([record.pk]))
+        body = key_json(self.runtime, record, None, await self.runtime.key_store.requests_this_hour([record.pk]))
         body["message"] = "API key updated."
         return web.json_response(body)
 
     async def delete(self, request):
         key_id = request.match_info["key_id"]
         if current_principal.get().is_bootstrap:
-            current = await self.runtime.get_key(key_id) if _plausible_key_id(key_id) else None
+            current = await self.runtime.key_store.get_key(key_id) if _plausible_key_id(key_id) else None
             refusal = _beyond_bootstrap(record=current)
             if refusal is not None:
                 return refusal
-        record = await self.runtime.delete_key(key_id) if _plausible_key_id(key_id) else None
+        record = await self.runtime.key_store.delete_key(key_id) if _plausible_key_id(key_id) else None
         if record is None:
             return _not_found(key_id)
         audit(self.runtime, request, "key_delete", key_id, name=record.name)
@@ -167,8 +168,8 @@ class KeysApi:
             "key_name": record.name,
             "rate_limit": record.rate_limit,
             "job_limits": {"prompts_per_hour": record.prompts_per_hour, "max_waiting": record.max_waiting},
-            "requests_this_hour": (await self.runtime.requests_this_hour([record.pk]))[record.pk],
-            "usage_stats": await self.runtime.usage_stats(record, days),
+            "requests_this_hour": (await self.runtime.key_store.requests_this_hour([record.pk]))[record.pk],
+            "usage_stats": await self.runtime.key_store.usage_stats(record, days),
         })
 
     async def audit_trail(self, request):

@@ -20,16 +20,15 @@ from multidict import istr
 
 from ..auth import keys as key_format
 from ..auth import policy as access
+from ..auth.principals import ANONYMOUS
 from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
-from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, LOCAL_BOOTSTRAP, PASSWORD_ADMIN, for_key
 from ..auth.usage import PAGE_FILES, PAGE_LOADS
-from ..runtime import VERIFIED_BEARERS_MAX, StorageUnavailable
+from ..service.dbthread import StorageUnavailable
+from ..service.keycache import VERIFIED_BEARERS_MAX
+from .identity import AUTHORIZATION, X_API_KEY, Denied, identifier, unauthorized
 from .prompt_gate import PROMPT_TEMPLATES, PromptGate
 from .responses import error
 
-SESSION_COOKIE = "comfyui_api_auth"
-AUTHORIZATION = hdrs.AUTHORIZATION  # an istr: case-folded once, so lookups skip folding
-X_API_KEY = istr("X-API-Key")
 # Case-folded once, as aiohttp's own header names are, so setting them is cheap.
 LIMIT_HEADER = istr("X-RateLimit-Limit")
 REMAINING_HEADER = istr("X-RateLimit-Remaining")
@@ -39,95 +38,21 @@ CONTENT_SECURITY_POLICY = istr("Content-Security-Policy")
 # Pages: ComfyUI's root (index.html), static files (index.html and any other
 # HTML a frontend ships) and the login page. Only these are framing targets.
 PAGE_PATHS = frozenset({"/", "/login"})
-FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
-X_FORWARDED_FOR = istr("X-Forwarded-For")
-X_FORWARDED_PROTO = istr("X-Forwarded-Proto")
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Pages that are not static files: ComfyUI's index (get_root, also as /api/)
 # and the sign-in page. Newer ComfyUI serves workflow templates from a handler.
 PAGE_TEMPLATES = {"/": PAGE_LOADS, "/login": PAGE_LOADS, "/templates/{path}": PAGE_FILES}
 PAGE_METHODS = frozenset({"GET", "HEAD"})
 KNOWN_FILES_MAX = 4096
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 WEBSOCKET_PATH = "/ws"  # ComfyUI's WebSocket route (and its /api twin)
-UPGRADE = hdrs.UPGRADE
 # 503 bodies go to anyone, so they never say why: the reason (a setting, a
 # database URL, a driver's error text) is in the server log only.
 UNAVAILABLE_MESSAGE = "API key authentication is not available; the server log says why"
 DATABASE_UNAVAILABLE_MESSAGE = "the key database is unavailable; nothing was changed (the server log says why)"
 
-# The principal of the request being handled; read by the package's own routes.
-current_principal: contextvars.ContextVar = contextvars.ContextVar("comfyui_api_auth_principal", default=ANONYMOUS)
-
-
-def _is_loopback_address(address) -> bool:
-    if not address:
-        return False
-    return address == "::1" or address.startswith("127.") or address.startswith("::ffff:127.")
-
-
-def _host_name(host_header: str) -> str:
-    """``Host`` without its port: ``[::1]:8188`` -> ``[::1]``, ``a:80`` -> ``a``."""
-    if host_header.startswith("["):
-        return host_header.split("]", 1)[0] + "]"
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
-
-
-def _origin_host(origin: str) -> str:
-    return origin.split("://", 1)[-1].rstrip("/")
-
-
-def is_cross_origin(headers) -> bool:
-    """True when a browser says the request comes from another site."""
-    origin = headers.get("Origin")
-    if origin is not None:
-        return origin == "null" or _origin_host(origin).lower() != headers.get("Host", "").lower()
-    fetch_site = headers.get("Sec-Fetch-Site")
-    return fetch_site is not None and fetch_site not in ("same-origin", "none")
-
-
-def client_address(request, trusted_proxies) -> str:
-    """The client's address, for the login throttle and the audit trail: the
-    peer, or what a trusted proxy says in X-Forwarded-For (see auth.proxies).
-    The one place that decides it (an IP allowlist can reuse it)."""
-    peer = request.remote or "unknown"
-    if not trusted_proxies:
-        return peer
-    return trusted_proxies.client_address(peer, request.headers.getall(X_FORWARDED_FOR, []))
-
-
-def is_https(request, trusted_proxies) -> bool:
-    """The client spoke HTTPS: to us, or to a trusted proxy that says so."""
-    if request.secure:
-        return True
-    return trusted_proxies.forwarded_https(request.remote, request.headers.getall(X_FORWARDED_PROTO, []))
-
-
-def is_trusted_local(request, trusted_proxies=None) -> bool:
-    headers = request.headers
-    if not _is_loopback_address(request.remote):
-        return False
-    # A configured proxy forwards other people's requests, whatever it sends.
-    if trusted_proxies and trusted_proxies.trusts(request.remote):
-        return False
-    for name in FORWARDING_HEADERS:
-        if name in headers:
-            return False
-    # A loopback Host header defeats DNS rebinding; a foreign Origin, CSRF.
-    if _host_name(headers.get("Host", "")).lower() not in LOOPBACK_HOSTS:
-        return False
-    return not is_cross_origin(headers)
-
-
 _sha256 = key_format.fast_sha256
 
-
-def _digest(text: str):
-    """Hex SHA-256 of a session token (as the session index holds it); None if unencodable."""
-    try:
-        return _sha256(text.encode("utf-8")).hexdigest()
-    except UnicodeEncodeError:
-        return None
+# The principal of the request being handled; read by the package's own routes.
+current_principal: contextvars.ContextVar = contextvars.ContextVar("comfyui_api_auth_principal", default=ANONYMOUS)
 
 
 LOCAL_BOOTSTRAP_LIMIT = (
@@ -143,22 +68,6 @@ def too_many(key, reset_at, now):
                "X-RateLimit-Reset": str(reset_at), "Retry-After": str(reset_in)}
     return error(429, "RATE_LIMIT_EXCEEDED", f"rate limit of {key.rate_limit} requests per hour exceeded",
                  headers=headers, limit=key.rate_limit, reset_in=reset_in)
-
-
-class Denied(Exception):
-    def __init__(self, response):
-        super().__init__(response.status)
-        self.response = response
-
-
-def _unauthorized(code: str, message: str):
-    return error(401, code, message, headers={"WWW-Authenticate": 'Bearer realm="ComfyUI"'})
-
-
-def _key_failure(presented: str):
-    if not key_format.is_well_formed(presented):
-        return _unauthorized("MALFORMED_KEY", "the API key is malformed (expected comfy_ followed by 46 letters and digits)")
-    return _unauthorized("INVALID_KEY", "the API key is not valid")
 
 
 async def _guard_frames(handler, request):
@@ -213,12 +122,18 @@ def page_kind(resource, path, method):
 
 def create_middleware(runtime, gate: PromptGate, sockets=None):
     """Build the middleware bound to one runtime; ``sockets`` (an ``OpenSockets``)
-    notes the WebSockets opened with a key or a session."""
+    notes the WebSockets opened with a key or a session. Per request it reads
+    the runtime's ``refusing`` and three parts, held here directly: the key
+    cache, the quota claims and the usage counts."""
+    keys, claims, usage = runtime.keys, runtime.claims, runtime.usage
+    principals, verified = keys.principals, keys.verified_bearers  # updated in place, never replaced
+    limiter = claims.limiter
     facts_by_route: dict = {}
     hour_clock = HourClock()  # the current hour and its X-RateLimit-Reset text
 
     facts_by_route_and_method: dict = {}  # for routes that take any method ("*")
     known_files: set = set()  # request paths of page files seen to exist (see is_missing)
+    identify = identifier(keys, runtime)
 
     def route_facts(route, method):
         """Work out a route's facts on a cache miss. Routes are fixed once the
@@ -247,90 +162,19 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             wants_context=page is None and any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
             around=around,
             method=method,
-            page_cells=runtime.usage.cells_for((page, method)) if page is not None else None,
+            page_cells=usage.cells_for((page, method)) if page is not None else None,
             page_directory=str(resource.get_info()["directory"]) if isinstance(resource, web.StaticResource) else None,
             page=not runtime.settings.allow_framing and (
                 path in PAGE_PATHS or isinstance(resource, web.StaticResource)))
         if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < 4096:
             # Cells only for cached facts: unmatched requests, anyone's, must not
             # make one per invented path or method.
-            facts.usage_cells = runtime.usage.cells_for(facts.usage_key)
+            facts.usage_cells = usage.cells_for(facts.usage_key)
             if any_method:
                 facts_by_route_and_method[(route, method)] = facts
             else:
                 facts_by_route[route] = facts
         return facts
-
-    def presented_key(headers, authorization, api_key):
-        """The key from Authorization: Bearer or X-API-Key; None if there is none."""
-        presented = None
-        if authorization is not None:
-            if len(headers.getall(AUTHORIZATION)) > 1:
-                raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "send one Authorization header"))
-            parts = authorization.split(None, 1)
-            if parts and parts[0].lower() == "bearer":
-                presented = parts[1].strip() if len(parts) > 1 else ""
-                if not presented:
-                    raise Denied(_unauthorized("MALFORMED_CREDENTIALS", "Authorization: Bearer needs a key after it"))
-        if api_key is not None:
-            values = headers.getall(X_API_KEY)
-            if len(values) > 1 and len(set(values)) > 1:
-                raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "send one X-API-Key header"))
-            api_key = api_key.strip()
-            if not api_key:
-                raise Denied(_unauthorized("MALFORMED_CREDENTIALS", "X-API-Key is empty"))
-            if presented is not None and presented != api_key:
-                raise Denied(_unauthorized("CONFLICTING_CREDENTIALS", "Authorization and X-API-Key carry different keys"))
-            presented = api_key
-        return presented
-
-    def session_principal(request, now):
-        token = request.cookies.get(SESSION_COOKIE)
-        if not token:
-            return None
-        digest = _digest(token)
-        session = runtime.sessions.get(digest) if digest else None
-        if session is None or session[2] <= now:
-            return None  # stale cookie: the browser is simply signed out
-        kind, key_pk, _ = session
-        if kind == "admin":
-            principal = PASSWORD_ADMIN
-        else:
-            record = runtime.keys_by_pk.get(key_pk)
-            if record is None or not record.is_active:
-                return None
-            principal = for_key(record, "session")
-        # A WebSocket handshake is a GET, but what it opens acts for the page
-        # (SameSite=Lax sends the cookie from a sibling subdomain or port), so
-        # it must come from the same origin too.
-        headers = request.headers
-        if (request.method not in SAFE_METHODS or UPGRADE in headers) and is_cross_origin(headers):
-            raise Denied(error(403, "CROSS_ORIGIN", "a signed-in browser request must come from the same origin"))
-        return principal
-
-    def identify(request, headers, now):
-        authorization = headers.get(AUTHORIZATION)
-        api_key = headers.get(X_API_KEY)
-        if authorization is not None or api_key is not None:
-            presented = presented_key(headers, authorization, api_key)
-            if presented is not None:
-                principal = runtime.key_principals.get(key_format.digest_key(presented))
-                if principal is None:
-                    raise Denied(_key_failure(presented))
-                if not principal.key.is_active:
-                    raise Denied(_unauthorized("KEY_DISABLED", "the API key is disabled"))
-                return principal
-        if "Cookie" in headers:
-            principal = session_principal(request, now)
-            if principal is not None:
-                return principal
-        if runtime.trusted_local_possible and is_trusted_local(request, runtime.trusted_proxies):
-            if runtime.local_trust == "on":
-                return LOCAL_ADMIN
-            # bootstrap: only while nobody can sign in as admin (a forwarder
-            # makes anyone look local, so this must not outlive the first run)
-            return ANONYMOUS if runtime.admin_exists else LOCAL_BOOTSTRAP
-        return ANONYMOUS
 
     def refuse(request, principal, decision):
         if decision == access.FORBIDDEN and principal.is_bootstrap:
@@ -338,26 +182,25 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
         if decision == access.FORBIDDEN:
             return error(403, "ADMIN_REQUIRED", "this route needs an admin; your key does not have the admin scope")
         if decision == access.NEED_KEY:
-            return _unauthorized("KEY_REQUIRED", "this route reports the calling key's usage: send the key as "
+            return unauthorized("KEY_REQUIRED", "this route reports the calling key's usage: send the key as "
                                  "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
         if (request.method in ("GET", "HEAD") and "text/html" in request.headers.get("Accept", "")
                 and request.headers.get("Upgrade", "").lower() != "websocket"):
             location = "/login?next=" + quote(request.path_qs, safe="/")
             return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
-        return _unauthorized("AUTH_REQUIRED", "sign in at /login, or send an API key as 'Authorization: Bearer <key>'"
+        return unauthorized("AUTH_REQUIRED", "sign in at /login, or send an API key as 'Authorization: Bearer <key>'"
                              + (" (or call from this machine)" if runtime.local_trust == "on" else ""))
 
     def bearer_principal(headers, authorization, facts):
         """The principal of a lone, valid, active ``Authorization: Bearer <key>``
         allowed on this route; else None. A header value seen before costs one
-        dict lookup (``runtime.verified_bearers``), a new one a SHA-256."""
-        verified = runtime.verified_bearers
+        dict lookup (``keys.verified_bearers``), a new one a SHA-256."""
         principal = verified.get(authorization)
         if principal is None:
             if not authorization.startswith("Bearer "):
                 return None
             try:
-                principal = runtime.key_principals.get(_sha256(authorization[7:].encode()).digest())
+                principal = principals.get(_sha256(authorization[7:].encode()).digest())
             except UnicodeEncodeError:
                 return None
             if principal is None or not principal.key.is_active:
@@ -375,7 +218,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
         The request path inlines the same steps; this serves the rarer page-file misses."""
         if not hour_clock.start <= now < hour_clock.end:
             hour_clock.roll(now)
-        return await runtime.spend_request(key, now), hour_clock.window, hour_clock.reset_text
+        return await claims.spend_request(key, now), hour_clock.window, hour_clock.reset_text
 
     async def serve_page_file(request, handler, key, facts, now):
         """A key's request for the ComfyUI page or one of its files (scripts,
@@ -396,7 +239,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
                 return await charge_miss(response, key, facts, now, False)
             if not hour_clock.start <= now < hour_clock.end:
                 hour_clock.roll(now)
-            runtime.usage.record(facts.page_cells, key.pk, True, time.time() - now, now, hour_clock.window)
+            usage.record(facts.page_cells, key.pk, True, time.time() - now, now, hour_clock.window)
             return response
         except StorageUnavailable:
             return error(503, "AUTH_UNAVAILABLE", DATABASE_UNAVAILABLE_MESSAGE)
@@ -423,8 +266,8 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
         remaining, window, reset_text = await charge(key, now)
         cells = facts.usage_cells
         if cells is None:
-            cells = runtime.usage.cells_for(facts.usage_key)
-        runtime.usage.record(cells, key.pk, False, time.time() - now, now, window)
+            cells = usage.cells_for(facts.usage_key)
+        usage.record(cells, key.pk, False, time.time() - now, now, window)
         if remaining == REFUSED:
             return too_many(key, window + WINDOW_SECONDS, now)
         miss.headers[LIMIT_HEADER] = str(key.rate_limit)
@@ -482,20 +325,20 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             if not hour_clock.start <= now < hour_clock.end:
                 hour_clock.roll(now)
             window, reset_text = hour_clock.window, hour_clock.reset_text
-            quota = runtime.quota
+            quota = claims.quota
             if quota is None:
-                remaining = runtime.limiter.take(key.pk, key.rate_limit, window)
+                remaining = limiter.take(key.pk, key.rate_limit, window)
             else:
                 remaining = quota.take(key.pk, key.rate_limit, window)
                 if remaining is None:
-                    remaining = await runtime.take_shared(key, window, now)
+                    remaining = await claims.take_shared(key, window, now)
                 if quota.running_low:
-                    runtime.prefetch_running_low(now)
+                    claims.prefetch_running_low(now)
             cells = facts.usage_cells
             if cells is None:  # an unmatched request: its facts, and so its cells, are not kept
-                cells = runtime.usage.cells_for(facts.usage_key)
+                cells = usage.cells_for(facts.usage_key)
             if remaining == REFUSED:
-                runtime.usage.record(cells, key.pk, False, 0.0, now, window)
+                usage.record(cells, key.pk, False, 0.0, now, window)
                 return too_many(key, window + WINDOW_SECONDS, now)
             status = 500
             try:
@@ -521,7 +364,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
                 exc.headers[RESET_HEADER] = reset_text
                 raise
             finally:
-                runtime.usage.record(cells, key.pk, status < 400, time.time() - now, now, window)
+                usage.record(cells, key.pk, status < 400, time.time() - now, now, window)
         except StorageUnavailable:
             return error(503, "AUTH_UNAVAILABLE", DATABASE_UNAVAILABLE_MESSAGE)
         finally:

@@ -21,7 +21,8 @@ _prompt_slot: contextvars.ContextVar = contextvars.ContextVar("comfyui_api_auth_
 
 class PromptGate:
     def __init__(self, runtime):
-        self.runtime = runtime
+        self.jobs = runtime.jobs                      # JobTracker: who queued what, what waits
+        self.prompt_limiter = runtime.prompt_limiter  # queued prompts per hour, per key
 
     def on_prompt(self, json_data):
         """Runs inside ComfyUI's post_prompt, before it reads ``prompt_id``."""
@@ -29,7 +30,7 @@ class PromptGate:
         if slot is None or not isinstance(json_data, dict):
             return json_data
         prompt_id = json_data.get("prompt_id")
-        if not isinstance(prompt_id, str) or not prompt_id or self.runtime.jobs.is_taken(prompt_id):
+        if not isinstance(prompt_id, str) or not prompt_id or self.jobs.is_taken(prompt_id):
             # A client-chosen id that someone else already used would hand
             # their job to this caller: give this prompt a fresh id instead.
             prompt_id = str(uuid.uuid4())
@@ -39,14 +40,13 @@ class PromptGate:
 
     def _refuse_job_limits(self, key, now):
         """A 429 answer if the key may not queue another prompt now, else None."""
-        runtime = self.runtime
-        if key.max_waiting is not None and runtime.jobs.waiting.get(key.pk, 0) >= key.max_waiting:
+        if key.max_waiting is not None and self.jobs.waiting_of(key.pk) >= key.max_waiting:
             return error(429, "TOO_MANY_WAITING_PROMPTS",
                          f"this key may have at most {key.max_waiting} prompts queued or running at once",
                          headers={"Retry-After": str(WAITING_RETRY_AFTER)},
                          limit=key.max_waiting, reset_in=WAITING_RETRY_AFTER)
         if key.prompts_per_hour is not None:
-            allowed, remaining, reset_at = runtime.prompt_limiter.hit(key.pk, key.prompts_per_hour, now)
+            allowed, remaining, reset_at = self.prompt_limiter.hit(key.pk, key.prompts_per_hour, now)
             if not allowed:
                 reset_in = max(1, reset_at - int(now))
                 return error(429, "PROMPT_LIMIT_EXCEEDED",
@@ -62,7 +62,7 @@ class PromptGate:
             if refusal is not None:
                 return refusal
             # Hold a waiting slot while ComfyUI validates, so a burst cannot overshoot.
-            self.runtime.jobs.waiting[key.pk] = self.runtime.jobs.waiting.get(key.pk, 0) + 1
+            self.jobs.hold(key.pk)
         slot = []
         token = _prompt_slot.set(slot)
         accepted = False
@@ -74,8 +74,8 @@ class PromptGate:
             _prompt_slot.reset(token)
             key_pk = key.pk if key is not None else None
             if key_pk is not None:
-                self.runtime.jobs.waiting[key_pk] -= 1  # queued() below takes it again
+                self.jobs.release(key_pk)  # queued() below takes it again
                 if not accepted and key.prompts_per_hour is not None:
-                    self.runtime.prompt_limiter.refund(key_pk, now)
+                    self.prompt_limiter.refund(key_pk, now)
             if accepted:
-                self.runtime.jobs.queued(slot[-1], key_pk, principal.kind, time.time())
+                self.jobs.queued(slot[-1], key_pk, principal.kind, time.time())

@@ -20,7 +20,7 @@ import asyncio
 import logging
 
 from ..auth.hashing import secret_hex
-from .middleware import SESSION_COOKIE
+from .identity import SESSION_COOKIE
 
 log = logging.getLogger("comfyui_api_auth")
 
@@ -34,18 +34,18 @@ SIGNED_OUT = "signed_out"
 SESSION_EXPIRED = "session_expired"
 
 
-def revocation(runtime, holder, now):
+def revocation(keys, holder, now):
     """Why a socket's holder no longer gets in, or None while it still does.
     ``holder`` is (key pk or None, session token hash or None)."""
     key_pk, session_hash = holder
     if key_pk is not None:
-        record = runtime.keys_by_pk.get(key_pk)
+        record = keys.by_pk.get(key_pk)
         if record is None:
             return KEY_REVOKED
         if not record.is_active:
             return KEY_DISABLED
     if session_hash is not None:
-        session = runtime.sessions.get(session_hash)  # (kind, key pk, expires at)
+        session = keys.sessions.get(session_hash)  # (kind, key pk, expires at)
         if session is None:
             return SIGNED_OUT
         if session[2] <= now:
@@ -54,8 +54,9 @@ def revocation(runtime, holder, now):
 
 
 class OpenSockets:
-    def __init__(self, runtime, comfy_sockets):
-        self.runtime = runtime
+    def __init__(self, keys, clock, comfy_sockets):
+        self.keys = keys    # the KeyCache: which keys and sessions still get in
+        self.clock = clock
         self.comfy_sockets = comfy_sockets  # () -> ComfyUI's {sid: WebSocketResponse}
         self.holders: dict = {}             # request task -> (key pk or None, session token hash or None)
         self._closing: set = set()          # close tasks under way (kept so they are not collected)
@@ -81,13 +82,13 @@ class OpenSockets:
         """Close every noted socket whose holder no longer gets in."""
         if not self.holders:
             return
-        holders, runtime, now = self.holders, self.runtime, self.runtime.clock()
+        holders, keys, now = self.holders, self.keys, self.clock()
         for socket in list(self.comfy_sockets().values()):
             task = getattr(socket, "task", None)  # the task serving its request (aiohttp)
             holder = holders.get(task)
             if holder is None:
                 continue
-            reason = revocation(runtime, holder, now)
+            reason = revocation(keys, holder, now)
             if reason is not None:
                 del holders[task]
                 closing = asyncio.ensure_future(self._close(socket, reason))

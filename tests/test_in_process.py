@@ -79,7 +79,7 @@ async def test_require_mode_answers_401_without_a_key_and_the_handler_never_runs
 async def test_a_bearer_key_passes_with_rate_limit_headers_and_the_runtime_counts_it(aiohttp_client, tmp_path):
     calls = []
     async with started_runtime(tmp_path) as runtime:
-        key, secret = await runtime.create_key("script", 3, {}, [])
+        key, secret = await runtime.key_store.create_key("script", 3, {}, [])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         remaining = []
         for _ in range(3):
@@ -92,7 +92,7 @@ async def test_a_bearer_key_passes_with_rate_limit_headers_and_the_runtime_count
         assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
         assert calls == ["/api/queue"] * 3
         # the runtime remembers the verified header and holds the counts until its next flush
-        assert runtime.verified_bearers[f"Bearer {secret}"].key.pk == key.pk
+        assert runtime.keys.verified_bearers[f"Bearer {secret}"].key.pk == key.pk
         counts = {(route, method): cell[:2] for (_, _, route, method), cell in runtime.usage.pending_for(key.pk).items()}
         assert counts == {("/queue", "GET"): [3, 1]}
 
@@ -100,8 +100,8 @@ async def test_a_bearer_key_passes_with_rate_limit_headers_and_the_runtime_count
 async def test_a_key_without_the_admin_scope_gets_403_on_an_admin_route(aiohttp_client, tmp_path):
     calls = []
     async with started_runtime(tmp_path, mode="enable") as runtime:
-        _, plain = await runtime.create_key("plain", 100, {}, [])
-        _, admin = await runtime.create_key("ops", 100, {}, ["admin"])
+        _, plain = await runtime.key_store.create_key("plain", 100, {}, [])
+        _, admin = await runtime.key_store.create_key("ops", 100, {}, ["admin"])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         response = await client.get("/api/keys", headers=bearer(plain))
         assert response.status == 403 and (await response.json())["error_code"] == "ADMIN_REQUIRED"
@@ -113,11 +113,11 @@ async def test_a_key_without_the_admin_scope_gets_403_on_an_admin_route(aiohttp_
 async def test_disabling_a_key_refuses_its_next_request(aiohttp_client, tmp_path):
     calls = []
     async with started_runtime(tmp_path) as runtime:
-        key, secret = await runtime.create_key("script", 100, {}, [])
+        key, secret = await runtime.key_store.create_key("script", 100, {}, [])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         assert (await client.get("/api/queue", headers=bearer(secret))).status == 200
-        await runtime.update_key(key.key_id, {"is_active": False})
-        assert f"Bearer {secret}" not in runtime.verified_bearers
+        await runtime.key_store.update_key(key.key_id, {"is_active": False})
+        assert f"Bearer {secret}" not in runtime.keys.verified_bearers
         response = await client.get("/api/queue", headers=bearer(secret))
         assert response.status == 401 and (await response.json())["error_code"] == "KEY_DISABLED"
         assert calls == ["/api/queue"]
@@ -126,7 +126,7 @@ async def test_disabling_a_key_refuses_its_next_request(aiohttp_client, tmp_path
 async def test_a_prompt_queued_with_a_key_belongs_to_that_key(aiohttp_client, tmp_path):
     calls = []
     async with started_runtime(tmp_path) as runtime:
-        key, secret = await runtime.create_key("script", 100, {}, [])
+        key, secret = await runtime.key_store.create_key("script", 100, {}, [])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         response = await client.post("/api/prompt", json={"prompt": {}}, headers=bearer(secret))
         assert response.status == 200

@@ -1,0 +1,199 @@
+"""Who a request comes from: the presented key, the session cookie, trusted
+local requests, and the facts about the connection (client address, HTTPS,
+cross-origin) that the rest of the package reads.
+
+It names the caller and nothing more; whether the caller may use the route
+is the middleware's decision (``server_routes.middleware``).
+"""
+
+from aiohttp import hdrs
+from multidict import istr
+
+from ..auth import keys as key_format
+from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, LOCAL_BOOTSTRAP, PASSWORD_ADMIN, for_key
+from .responses import error
+
+SESSION_COOKIE = "comfyui_api_auth"
+AUTHORIZATION = hdrs.AUTHORIZATION  # an istr: case-folded once, so lookups skip folding
+X_API_KEY = istr("X-API-Key")
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+X_FORWARDED_FOR = istr("X-Forwarded-For")
+X_FORWARDED_PROTO = istr("X-Forwarded-Proto")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+UPGRADE = hdrs.UPGRADE
+
+
+class Denied(Exception):
+    def __init__(self, response):
+        super().__init__(response.status)
+        self.response = response
+
+
+def unauthorized(code: str, message: str):
+    return error(401, code, message, headers={"WWW-Authenticate": 'Bearer realm="ComfyUI"'})
+
+
+def _key_failure(presented: str):
+    if not key_format.is_well_formed(presented):
+        return unauthorized("MALFORMED_KEY", "the API key is malformed (expected comfy_ followed by 46 letters and digits)")
+    return unauthorized("INVALID_KEY", "the API key is not valid")
+
+
+# ---- the connection ----------------------------------------------------------------
+
+def _is_loopback_address(address) -> bool:
+    if not address:
+        return False
+    return address == "::1" or address.startswith("127.") or address.startswith("::ffff:127.")
+
+
+def _host_name(host_header: str) -> str:
+    """``Host`` without its port: ``[::1]:8188`` -> ``[::1]``, ``a:80`` -> ``a``."""
+    if host_header.startswith("["):
+        return host_header.split("]", 1)[0] + "]"
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def _origin_host(origin: str) -> str:
+    return origin.split("://", 1)[-1].rstrip("/")
+
+
+def is_cross_origin(headers) -> bool:
+    """True when a browser says the request comes from another site."""
+    origin = headers.get("Origin")
+    if origin is not None:
+        return origin == "null" or _origin_host(origin).lower() != headers.get("Host", "").lower()
+    fetch_site = headers.get("Sec-Fetch-Site")
+    return fetch_site is not None and fetch_site not in ("same-origin", "none")
+
+
+def client_address(request, trusted_proxies) -> str:
+    """The client's address, for the login throttle and the audit trail: the
+    peer, or what a trusted proxy says in X-Forwarded-For (see auth.proxies).
+    The one place that decides it (an IP allowlist can reuse it)."""
+    peer = request.remote or "unknown"
+    if not trusted_proxies:
+        return peer
+    return trusted_proxies.client_address(peer, request.headers.getall(X_FORWARDED_FOR, []))
+
+
+def is_https(request, trusted_proxies) -> bool:
+    """The client spoke HTTPS: to us, or to a trusted proxy that says so."""
+    if request.secure:
+        return True
+    return trusted_proxies.forwarded_https(request.remote, request.headers.getall(X_FORWARDED_PROTO, []))
+
+
+def is_trusted_local(request, trusted_proxies=None) -> bool:
+    headers = request.headers
+    if not _is_loopback_address(request.remote):
+        return False
+    # A configured proxy forwards other people's requests, whatever it sends.
+    if trusted_proxies and trusted_proxies.trusts(request.remote):
+        return False
+    for name in FORWARDING_HEADERS:
+        if name in headers:
+            return False
+    # A loopback Host header defeats DNS rebinding; a foreign Origin, CSRF.
+    if _host_name(headers.get("Host", "")).lower() not in LOOPBACK_HOSTS:
+        return False
+    return not is_cross_origin(headers)
+
+
+# ---- credentials ----------------------------------------------------------------
+
+_sha256 = key_format.fast_sha256
+
+
+def _digest(text: str):
+    """Hex SHA-256 of a session token (as the session index holds it); None if unencodable."""
+    try:
+        return _sha256(text.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:
+        return None
+
+
+def presented_key(headers, authorization, api_key):
+    """The key from Authorization: Bearer or X-API-Key; None if there is none."""
+    presented = None
+    if authorization is not None:
+        if len(headers.getall(AUTHORIZATION)) > 1:
+            raise Denied(unauthorized("CONFLICTING_CREDENTIALS", "send one Authorization header"))
+        parts = authorization.split(None, 1)
+        if parts and parts[0].lower() == "bearer":
+            presented = parts[1].strip() if len(parts) > 1 else ""
+            if not presented:
+                raise Denied(unauthorized("MALFORMED_CREDENTIALS", "Authorization: Bearer needs a key after it"))
+    if api_key is not None:
+        values = headers.getall(X_API_KEY)
+        if len(values) > 1 and len(set(values)) > 1:
+            raise Denied(unauthorized("CONFLICTING_CREDENTIALS", "send one X-API-Key header"))
+        api_key = api_key.strip()
+        if not api_key:
+            raise Denied(unauthorized("MALFORMED_CREDENTIALS", "X-API-Key is empty"))
+        if presented is not None and presented != api_key:
+            raise Denied(unauthorized("CONFLICTING_CREDENTIALS", "Authorization and X-API-Key carry different keys"))
+        presented = api_key
+    return presented
+
+
+def session_principal(request, now, sessions, keys_by_pk):
+    """The principal of the request's session cookie, or None (no cookie, or a
+    stale one: the browser is simply signed out). ``sessions`` maps a token's
+    hash to (kind, key pk, expires at)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    digest = _digest(token)
+    session = sessions.get(digest) if digest else None
+    if session is None or session[2] <= now:
+        return None
+    kind, key_pk, _ = session
+    if kind == "admin":
+        principal = PASSWORD_ADMIN
+    else:
+        record = keys_by_pk.get(key_pk)
+        if record is None or not record.is_active:
+            return None
+        principal = for_key(record, "session")
+    # A WebSocket handshake is a GET, but what it opens acts for the page
+    # (SameSite=Lax sends the cookie from a sibling subdomain or port), so
+    # it must come from the same origin too.
+    headers = request.headers
+    if (request.method not in SAFE_METHODS or UPGRADE in headers) and is_cross_origin(headers):
+        raise Denied(error(403, "CROSS_ORIGIN", "a signed-in browser request must come from the same origin"))
+    return principal
+
+
+def identifier(keys, runtime):
+    """``identify(request, headers, now)``: the principal of a request, or
+    Denied for credentials that are wrong (rather than missing). ``keys`` is
+    the KeyCache; ``runtime`` says what a trusted local request gets."""
+    key_principals, sessions, keys_by_pk = keys.principals, keys.sessions, keys.by_pk
+
+    def identify(request, headers, now):
+        authorization = headers.get(AUTHORIZATION)
+        api_key = headers.get(X_API_KEY)
+        if authorization is not None or api_key is not None:
+            presented = presented_key(headers, authorization, api_key)
+            if presented is not None:
+                principal = key_principals.get(key_format.digest_key(presented))
+                if principal is None:
+                    raise Denied(_key_failure(presented))
+                if not principal.key.is_active:
+                    raise Denied(unauthorized("KEY_DISABLED", "the API key is disabled"))
+                return principal
+        if "Cookie" in headers:
+            principal = session_principal(request, now, sessions, keys_by_pk)
+            if principal is not None:
+                return principal
+        if runtime.trusted_local_possible and is_trusted_local(request, runtime.trusted_proxies):
+            if runtime.local_trust == "on":
+                return LOCAL_ADMIN
+            # bootstrap: only while nobody can sign in as admin (a forwarder
+            # makes anyone look local, so this must not outlive the first run)
+            return ANONYMOUS if keys.admin_exists else LOCAL_BOOTSTRAP
+        return ANONYMOUS
+
+    return identify

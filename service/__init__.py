@@ -1,0 +1,1 @@
+"""The running package's parts, each owning one thing; ``runtime.AuthRuntime`` wires them."""
