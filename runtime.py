@@ -20,6 +20,7 @@ import os
 import time
 from concurrent.futures import TimeoutError as WaitTimeout
 
+from . import paths
 from .auth.config import ConfigError, Settings, load_settings
 from .auth.jobs import JobTracker
 from .auth.policy import AccessPolicy
@@ -58,20 +59,18 @@ class _MaskDatabasePasswords(logging.Filter):
 
 log.addFilter(_MaskDatabasePasswords())
 
-DATA_DIR_NAME = "__api_auth"
-DB_FILE_NAME = "auth.db"
 LAST_FLUSH_SECONDS = 3.0  # the most the last flush may hold up a process told to stop
 
 
 def default_data_dir() -> str:
-    override = os.environ.get("COMFYUI_API_AUTH_DATA_DIR")
+    override = os.environ.get(paths.DATA_DIR_VARIABLE)
     if override:
         return os.path.abspath(override)
     import folder_paths  # ComfyUI's module; present in ComfyUI and the stand-in
 
     if hasattr(folder_paths, "get_system_user_directory"):
         return folder_paths.get_system_user_directory("api_auth")
-    return os.path.join(folder_paths.get_user_directory(), DATA_DIR_NAME)
+    return paths.data_dir(folder_paths.get_user_directory())
 
 
 class AuthRuntime:
@@ -139,7 +138,7 @@ class AuthRuntime:
 
     def load_settings(self):
         try:
-            config_path = os.path.join(self.data_dir, "config.json")
+            config_path = paths.config_file(self.data_dir)
             self.settings = load_settings(self.environ, config_path)
         except ConfigError as error:
             self.fail(f"bad setting {error.variable}: {error}")
@@ -155,7 +154,7 @@ class AuthRuntime:
 
     @property
     def db_url(self) -> str:
-        return self.settings.db_url or db_open.sqlite_url(os.path.join(self.data_dir, DB_FILE_NAME))
+        return self.settings.db_url or db_open.sqlite_url(paths.db_file(self.data_dir))
 
     async def start(self):
         if self.problem or not self.settings.enabled:

@@ -10,6 +10,8 @@ from aiohttp import hdrs
 from multidict import istr
 
 from ..auth import keys as key_format
+from ..auth.hashing import secret_hex
+from ..auth.proxies import is_loopback
 from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, LOCAL_BOOTSTRAP, PASSWORD_ADMIN, for_key
 from .responses import error
 
@@ -41,12 +43,6 @@ def _key_failure(presented: str):
 
 
 # ---- the connection ----------------------------------------------------------------
-
-def _is_loopback_address(address) -> bool:
-    if not address:
-        return False
-    return address == "::1" or address.startswith("127.") or address.startswith("::ffff:127.")
-
 
 def _host_name(host_header: str) -> str:
     """``Host`` without its port: ``[::1]:8188`` -> ``[::1]``, ``a:80`` -> ``a``."""
@@ -87,7 +83,7 @@ def is_https(request, trusted_proxies) -> bool:
 
 def is_trusted_local(request, trusted_proxies=None) -> bool:
     headers = request.headers
-    if not _is_loopback_address(request.remote):
+    if not is_loopback(request.remote):
         return False
     # A configured proxy forwards other people's requests, whatever it sends.
     if trusted_proxies and trusted_proxies.trusts(request.remote):
@@ -102,17 +98,6 @@ def is_trusted_local(request, trusted_proxies=None) -> bool:
 
 
 # ---- credentials ----------------------------------------------------------------
-
-_sha256 = key_format.fast_sha256
-
-
-def _digest(text: str):
-    """Hex SHA-256 of a session token (as the session index holds it); None if unencodable."""
-    try:
-        return _sha256(text.encode("utf-8")).hexdigest()
-    except UnicodeEncodeError:
-        return None
-
 
 def presented_key(headers, authorization, api_key):
     """The key from Authorization: Bearer or X-API-Key; None if there is none."""
@@ -145,7 +130,7 @@ def session_principal(request, now, sessions, keys_by_pk):
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
-    digest = _digest(token)
+    digest = secret_hex(token)  # as the session index holds it
     session = sessions.get(digest) if digest else None
     if session is None or session[2] <= now:
         return None

@@ -27,12 +27,9 @@ from ..service.dbthread import StorageUnavailable
 from ..service.keycache import VERIFIED_BEARERS_MAX
 from .identity import AUTHORIZATION, X_API_KEY, Denied, identifier, unauthorized
 from .prompt_gate import PROMPT_TEMPLATES, PromptGate
-from .responses import error
+from .responses import LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER, error, rate_limit_headers
 
 # Case-folded once, as aiohttp's own header names are, so setting them is cheap.
-LIMIT_HEADER = istr("X-RateLimit-Limit")
-REMAINING_HEADER = istr("X-RateLimit-Remaining")
-RESET_HEADER = istr("X-RateLimit-Reset")
 X_FRAME_OPTIONS = istr("X-Frame-Options")
 CONTENT_SECURITY_POLICY = istr("Content-Security-Policy")
 # Pages: ComfyUI's root (index.html), static files (index.html and any other
@@ -43,6 +40,7 @@ PAGE_PATHS = frozenset({"/", "/login"})
 PAGE_TEMPLATES = {"/": PAGE_LOADS, "/login": PAGE_LOADS, "/templates/{path}": PAGE_FILES}
 PAGE_METHODS = frozenset({"GET", "HEAD"})
 KNOWN_FILES_MAX = 4096
+ROUTE_FACTS_MAX = 4096  # routes are fixed; past this, facts are worked out per request (a guard, never reached)
 WEBSOCKET_PATH = "/ws"  # ComfyUI's WebSocket route (and its /api twin)
 # 503 bodies go to anyone, so they never say why: the reason (a setting, a
 # database URL, a driver's error text) is in the server log only.
@@ -64,8 +62,7 @@ LOCAL_BOOTSTRAP_LIMIT = (
 def too_many(key, reset_at, now):
     """429 for a key whose hourly limit is spent (also used by a key sign-in)."""
     reset_in = max(1, reset_at - int(now))
-    headers = {"X-RateLimit-Limit": str(key.rate_limit), "X-RateLimit-Remaining": "0",
-               "X-RateLimit-Reset": str(reset_at), "Retry-After": str(reset_in)}
+    headers = rate_limit_headers(key.rate_limit, 0, reset_at, reset_in)
     return error(429, "RATE_LIMIT_EXCEEDED", f"rate limit of {key.rate_limit} requests per hour exceeded",
                  headers=headers, limit=key.rate_limit, reset_in=reset_in)
 
@@ -166,7 +163,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             page_directory=str(resource.get_info()["directory"]) if isinstance(resource, web.StaticResource) else None,
             page=not runtime.settings.allow_framing and (
                 path in PAGE_PATHS or isinstance(resource, web.StaticResource)))
-        if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < 4096:
+        if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < ROUTE_FACTS_MAX:
             # Cells only for cached facts: unmatched requests, anyone's, must not
             # make one per invented path or method.
             facts.usage_cells = usage.cells_for(facts.usage_key)

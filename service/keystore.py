@@ -21,14 +21,13 @@ class KeyStore:
         self.clock = clock
 
     async def create_key(self, name, rate_limit, metadata, scopes, job_limits=None) -> tuple[KeyRecord, str]:
-        plaintext = key_format.generate_key()
+        made = key_format.new_key()
         record = await self.db.run(
-            repository.create_key, key_id=key_format.generate_key_id(),
-            key_hash=key_format.hash_key(plaintext), prefix=key_format.display_prefix(plaintext),
+            repository.create_key, **made.stored,
             name=name, rate_limit=rate_limit, metadata=metadata, scopes=scopes, now=self.clock(),
             job_limits=job_limits)
         self.keys.remember(record)
-        return record, plaintext
+        return record, made.plaintext
 
     async def list_keys(self) -> list[KeyRecord]:
         records = await self.db.run(repository.list_keys)

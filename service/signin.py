@@ -3,11 +3,11 @@ limits on attempts (per address, shared through the database, and on bcrypt
 checks in flight). The session index itself is the KeyCache's."""
 
 import asyncio
-import hashlib
 import logging
 import secrets
 
 from ..auth import passwords, setup_code
+from ..auth.hashing import secret_hex
 from ..auth.config import Settings
 from ..auth.throttle import AttemptThrottle, WorkSlots
 from ..storage import repository
@@ -15,8 +15,7 @@ from ..storage import repository
 log = logging.getLogger("comfyui_api_auth")
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+token_hash = secret_hex  # what the session index holds: the SHA-256 of the token, in hex
 
 
 class SignIns:
@@ -25,8 +24,8 @@ class SignIns:
         self.keys = keys  # the KeyCache: sessions, and whether an admin exists
         self.clock = clock
         self.settings = Settings()
-        self.login_throttle = AttemptThrottle(10, 300)
-        self.password_checks = WorkSlots(2)  # bcrypt runs at once in this process
+        self.login_throttle = AttemptThrottle(self.settings.login_attempts, self.settings.login_window)
+        self.password_checks = WorkSlots(self.settings.login_concurrency)  # bcrypt runs at once in this process
         self._setup_code: bytes | None = None  # digest of the one-time setup code, while no admin exists
 
     def configure(self, settings: Settings):
