@@ -79,6 +79,19 @@ def list_keys(database) -> list[KeyRecord]:
     return [to_record(row) for row in query]
 
 
+# The columns of ``live_key_rows``, in order.
+KEY_ROW_COLUMNS = (ApiKey.id, ApiKey.key_hash, ApiKey.key_id, ApiKey.name, ApiKey.prefix, ApiKey.rate_limit,
+                   ApiKey.is_active, ApiKey.metadata, ApiKey.scopes, ApiKey.created_at, ApiKey.last_used,
+                   ApiKey.prompts_per_hour, ApiKey.max_waiting)
+
+
+def live_key_rows(database):
+    """Every live key as a plain tuple of ``KEY_ROW_COLUMNS``, streamed one row at
+    a time: the key cache packs them at start without a model instance or a
+    ``KeyRecord`` per key (metadata stays the stored JSON text)."""
+    return ApiKey.select(*KEY_ROW_COLUMNS).where(ApiKey.deleted_at.is_null()).tuples().iterator()
+
+
 def update_key(database, key_id: str, changes: dict, now: float) -> KeyRecord | None:
     columns = {}
     for field_name, value in changes.items():
