@@ -31,7 +31,7 @@ def pack_row(row) -> bytes:
     pk, key_id, name, prefix, rate_limit, is_active, metadata, scopes, created_at, last_used, per_hour, waiting = row
     flags = ((_ACTIVE if is_active else 0) | (_NO_LAST_USED if last_used is None else 0)
              | (_NO_PROMPTS_PER_HOUR if per_hour is None else 0) | (_NO_MAX_WAITING if waiting is None else 0))
-    texts = [text.encode() for text in (key_id, name, prefix, metadata or "{}", scopes or "")]
+    texts = [text.encode("utf-8", "surrogatepass") for text in (key_id, name, prefix, metadata or "{}", scopes or "")]
     return _FIXED.pack(pk, rate_limit, created_at, last_used or 0.0, per_hour or 0, waiting or 0, flags,
                        *map(len, texts)) + b"".join(texts)
 
@@ -46,7 +46,7 @@ def unpack_record(packed: bytes, digest: bytes) -> KeyRecord:
     pk, rate_limit, created_at, last_used, per_hour, waiting, flags, *lengths = _FIXED.unpack_from(packed)
     texts, start = [], _FIXED.size
     for length in lengths:
-        texts.append(packed[start:start + length].decode())
+        texts.append(packed[start:start + length].decode("utf-8", "surrogatepass"))
         start += length
     key_id, name, prefix, metadata, scopes = texts
     return KeyRecord(
