@@ -86,10 +86,11 @@ KEY_ROW_COLUMNS = (ApiKey.id, ApiKey.key_hash, ApiKey.key_id, ApiKey.name, ApiKe
 
 
 def live_key_rows(database):
-    """Every live key as a plain tuple of ``KEY_ROW_COLUMNS``, streamed one row at
-    a time: the key cache packs them at start without a model instance or a
-    ``KeyRecord`` per key (metadata stays the stored JSON text)."""
-    return ApiKey.select(*KEY_ROW_COLUMNS).where(ApiKey.deleted_at.is_null()).tuples().iterator()
+    """Every live key as a plain tuple of ``KEY_ROW_COLUMNS``, from the driver's
+    cursor: the key cache packs them at start without a model instance, a
+    per-column conversion or a ``KeyRecord`` per key (metadata stays the
+    stored JSON text; ``is_active`` may come as 0/1)."""
+    return database.execute(ApiKey.select(*KEY_ROW_COLUMNS).where(ApiKey.deleted_at.is_null()))
 
 
 def update_key(database, key_id: str, changes: dict, now: float) -> KeyRecord | None:
