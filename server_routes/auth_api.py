@@ -34,7 +34,7 @@ def _too_many_attempts(wait: int):
 def _active_key(runtime, presented: str):
     """The record of an active key, or None. A key session follows the key:
     disabling or unscoping it takes effect."""
-    principal = runtime.keys.principals.get(key_format.digest_key(presented))
+    principal = runtime.keys.principal_of(key_format.digest_key(presented))
     record = principal.key if principal is not None else None
     return record if record is not None and record.is_active else None
 

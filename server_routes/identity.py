@@ -163,7 +163,8 @@ def identifier(keys, runtime):
         if authorization is not None or api_key is not None:
             presented = presented_key(headers, authorization, api_key)
             if presented is not None:
-                principal = key_principals.get(key_format.digest_key(presented))
+                digest = key_format.digest_key(presented)
+                principal = key_principals.get(digest) or keys.principal_of(digest)
                 if principal is None:
                     raise Denied(_key_failure(presented))
                 if not principal.key.is_active:

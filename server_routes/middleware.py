@@ -124,6 +124,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
     cache, the quota claims and the usage counts."""
     keys, claims, usage = runtime.keys, runtime.claims, runtime.usage
     principals, verified = keys.principals, keys.verified_bearers  # updated in place, never replaced
+    principal_of = keys.principal_of  # a key not used since it changed: its principal is built now
     limiter = claims.limiter
     facts_by_route: dict = {}
     hour_clock = HourClock()  # the current hour and its X-RateLimit-Reset text
@@ -197,7 +198,8 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
             if not authorization.startswith("Bearer "):
                 return None
             try:
-                principal = principals.get(_sha256(authorization[7:].encode()).digest())
+                digest = _sha256(authorization[7:].encode()).digest()
+                principal = principals.get(digest) or principal_of(digest)
             except UnicodeEncodeError:
                 return None
             if principal is None or not principal.key.is_active:

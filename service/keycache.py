@@ -3,20 +3,98 @@
 The middleware reads these dicts directly, one lookup per request; every
 change goes through the methods here, which keep them consistent. Changes
 made by other processes arrive through the revision feed (``refresh``).
+
+Keys are held packed: one ``bytes`` per key (``pack_row``), indexed by the
+key's SHA-256 digest, and a ``KeyRecord`` with its ``Principal`` is built only
+when the key is first used (then kept in ``principals``). A hundred thousand
+keys cost a few tens of megabytes this way, not a model instance, a record,
+a metadata dict and a principal each.
 """
+
+import json
+import struct
 
 from ..auth.principals import KeyRecord, Principal, for_key
 from ..storage import repository
 
 VERIFIED_BEARERS_MAX = 4096  # bound of KeyCache.verified_bearers
 
+# A packed key: pk, rate limit, created at, last used, prompts per hour, max waiting,
+# flags, then the byte lengths of key id, name, prefix, metadata (JSON text) and
+# scopes (comma-separated), whose UTF-8 follows.
+_FIXED = struct.Struct("<qqddqqBHHHII")
+_ACTIVE, _NO_LAST_USED, _NO_PROMPTS_PER_HOUR, _NO_MAX_WAITING = 1, 2, 4, 8
+
+
+def pack_row(row) -> bytes:
+    """A row of ``repository.live_key_rows`` (without its key hash) as one bytes object."""
+    pk, key_id, name, prefix, rate_limit, is_active, metadata, scopes, created_at, last_used, per_hour, waiting = row
+    flags = ((_ACTIVE if is_active else 0) | (_NO_LAST_USED if last_used is None else 0)
+             | (_NO_PROMPTS_PER_HOUR if per_hour is None else 0) | (_NO_MAX_WAITING if waiting is None else 0))
+    texts = [text.encode("utf-8", "surrogatepass") for text in (key_id, name, prefix, metadata or "{}", scopes or "")]
+    return _FIXED.pack(pk, rate_limit, created_at, last_used or 0.0, per_hour or 0, waiting or 0, flags,
+                       *map(len, texts)) + b"".join(texts)
+
+
+def pack_record(record: KeyRecord) -> bytes:
+    return pack_row((record.pk, record.key_id, record.name, record.prefix, record.rate_limit, record.is_active,
+                     json.dumps(record.metadata, ensure_ascii=False), ",".join(record.scopes), record.created_at,
+                     record.last_used, record.prompts_per_hour, record.max_waiting))
+
+
+def unpack_record(packed: bytes, digest: bytes) -> KeyRecord:
+    pk, rate_limit, created_at, last_used, per_hour, waiting, flags, *lengths = _FIXED.unpack_from(packed)
+    texts, start = [], _FIXED.size
+    for length in lengths:
+        texts.append(packed[start:start + length].decode("utf-8", "surrogatepass"))
+        start += length
+    key_id, name, prefix, metadata, scopes = texts
+    return KeyRecord(
+        pk=pk, key_id=key_id, key_hash=digest.hex(), name=name, prefix=prefix, rate_limit=rate_limit,
+        is_active=bool(flags & _ACTIVE), metadata=json.loads(metadata),
+        scopes=tuple(scope for scope in scopes.split(",") if scope), created_at=created_at,
+        last_used=None if flags & _NO_LAST_USED else last_used,
+        prompts_per_hour=None if flags & _NO_PROMPTS_PER_HOUR else per_hour,
+        max_waiting=None if flags & _NO_MAX_WAITING else waiting)
+
+
+def is_admin_row(is_active, scopes: str) -> bool:
+    return bool(is_active) and "admin" in (scopes or "").split(",")
+
+
+class RecordsByPk:
+    """pk -> ``KeyRecord`` of every key in the cache (``get``, ``[]``, ``in``, ``len``),
+    built on first use like the principals."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self, cache):
+        self._cache = cache
+
+    def get(self, pk, default=None):
+        digest = self._cache.digests.get(pk)
+        return default if digest is None else self._cache.principal_of(digest).key
+
+    def __getitem__(self, pk):
+        return self._cache.principal_of(self._cache.digests[pk]).key
+
+    def __contains__(self, pk):
+        return pk in self._cache.digests
+
+    def __len__(self):
+        return len(self._cache.digests)
+
 
 class KeyCache:
     def __init__(self, db):
         self.db = db  # the DatabaseThread
-        self.by_pk: dict[int, KeyRecord] = {}
-        # SHA-256 of the key (raw bytes, see keys.digest_key) -> its principal, built once per change
+        # SHA-256 of the key (raw bytes, see keys.digest_key) -> the key packed (pack_row), every key
+        self.packed: dict[bytes, bytes] = {}
+        self.digests: dict[int, bytes] = {}  # key pk -> its digest, every key
+        # digest -> principal of the keys used since their last change, built on first use
+        # (principal_of); the request path looks here first
         self.principals: dict[bytes, Principal] = {}
+        self.by_pk = RecordsByPk(self)
         # "Bearer <key>" header values already verified -> principal, so a script's
         # repeat requests skip the SHA-256 (see the README's "Departures"). Only
         # keys that were valid and active go in; emptied on any key change, so a
@@ -39,26 +117,54 @@ class KeyCache:
 
     # ---- keys ------------------------------------------------------------------------
 
+    def principal_of(self, digest: bytes) -> Principal | None:
+        """The principal of the key with this digest, built now if it was not yet; None if no such key.
+        Pure Python: the request path calls it when ``principals`` misses."""
+        principal = self.principals.get(digest)
+        if principal is None:
+            packed = self.packed.get(digest)
+            if packed is None:
+                return None
+            principal = self.principals[digest] = for_key(unpack_record(packed, digest), "header")
+        return principal
+
     def remember(self, record: KeyRecord):
         self.verified_bearers.clear()
-        old = self.by_pk.get(record.pk)
-        if old is not None and old.key_hash != record.key_hash:
-            self.principals.pop(bytes.fromhex(old.key_hash), None)
-        self.by_pk[record.pk] = record
-        self.principals[bytes.fromhex(record.key_hash)] = for_key(record, "header")
-        if record.is_admin and record.is_active:
-            self.admin_keys.add(record.pk)
-        else:
-            self.admin_keys.discard(record.pk)
+        old = self.digests.get(record.pk)
+        was_built = old is not None and old in self.principals
+        digest = self._store(record.pk, bytes.fromhex(record.key_hash), pack_record(record),
+                             record.is_admin and record.is_active)
+        if was_built:  # else built on first use: listing many keys must not build them all
+            self.principals[digest] = for_key(record, "header")
         if record.last_used and record.last_used > self.last_used.get(record.pk, 0.0):
             self.last_used[record.pk] = record.last_used
 
+    def remember_row(self, row):
+        """A row of ``repository.live_key_rows``, packed; its principal is built on first use."""
+        pk, key_hash, rest = row[0], row[1], (row[0], *row[2:])
+        self._store(pk, bytes.fromhex(key_hash), pack_row(rest), is_admin_row(row[6], row[8]))
+
+    def _store(self, pk: int, digest: bytes, packed: bytes, is_admin: bool) -> bytes:
+        old = self.digests.get(pk)
+        if old is not None:
+            self.principals.pop(old, None)
+            if old != digest:
+                self.packed.pop(old, None)
+        self.digests[pk] = digest
+        self.packed[digest] = packed
+        if is_admin:
+            self.admin_keys.add(pk)
+        else:
+            self.admin_keys.discard(pk)
+        return digest
+
     def forget(self, key_pk: int):
         self.verified_bearers.clear()
-        record = self.by_pk.pop(key_pk, None)
+        digest = self.digests.pop(key_pk, None)
         self.admin_keys.discard(key_pk)
-        if record is not None:
-            self.principals.pop(bytes.fromhex(record.key_hash), None)
+        if digest is not None:
+            self.packed.pop(digest, None)
+            self.principals.pop(digest, None)
         for hashed, session in list(self.sessions.items()):
             if session[1] == key_pk:
                 del self.sessions[hashed]
@@ -92,8 +198,8 @@ class KeyCache:
     def load(self, database, now: float):
         """Everything, at start (on the database thread, before serving)."""
         self.revision = repository.current_revision(database)
-        for record in repository.list_keys(database):
-            self.remember(record)
+        for row in repository.live_key_rows(database):
+            self.remember_row(row)
         for session in repository.session_changes(database, 0, now):
             self.remember_session(session)
 

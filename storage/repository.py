@@ -74,6 +74,20 @@ def list_keys(database) -> list[KeyRecord]:
     return [to_record(row) for row in query]
 
 
+# The columns of ``live_key_rows``, in order.
+KEY_ROW_COLUMNS = (ApiKey.id, ApiKey.key_hash, ApiKey.key_id, ApiKey.name, ApiKey.prefix, ApiKey.rate_limit,
+                   ApiKey.is_active, ApiKey.metadata, ApiKey.scopes, ApiKey.created_at, ApiKey.last_used,
+                   ApiKey.prompts_per_hour, ApiKey.max_waiting)
+
+
+def live_key_rows(database):
+    """Every live key as a plain tuple of ``KEY_ROW_COLUMNS``, from the driver's
+    cursor: the key cache packs them at start without a model instance, a
+    per-column conversion or a ``KeyRecord`` per key (metadata stays the
+    stored JSON text; ``is_active`` may come as 0/1)."""
+    return database.execute(ApiKey.select(*KEY_ROW_COLUMNS).where(ApiKey.deleted_at.is_null()))
+
+
 def update_key(database, key_id: str, changes: dict, now: float) -> KeyRecord | None:
     columns = {}
     for field_name, value in changes.items():

@@ -63,8 +63,10 @@ async def test_the_key_cache_remembers_and_forgets_a_key_with_its_principal_bear
     async with runtimes(tmp_path) as (runtime,):
         keys = runtime.keys
         record, secret = await runtime.key_store.create_key("ops", 100, {}, ["admin"])
-        principal = keys.principals[key_format.digest_key(secret)]
-        assert principal.key.pk == record.pk and keys.by_pk[record.pk] is record
+        assert key_format.digest_key(secret) not in keys.principals  # built on first use
+        principal = keys.principal_of(key_format.digest_key(secret))
+        assert principal is keys.principals[key_format.digest_key(secret)]  # and kept
+        assert principal.key == record and keys.by_pk[record.pk] is principal.key
         assert record.pk in keys.admin_keys and keys.admin_exists
         token = await runtime.sign_in.open_session("key", record.pk, "127.0.0.1")
         assert keys.sessions[token_hash(token)][:2] == ("key", record.pk)
@@ -95,7 +97,7 @@ async def test_the_key_cache_refresh_picks_up_what_another_process_changed(tmp_p
                                   client="10.0.0.1", now=time.time(), ttl=3600, max_live=10)
         assert record.pk not in keys.by_pk
         await keys.refresh(time.time())
-        assert keys.principals[key_format.digest_key(secret)].key.pk == record.pk
+        assert keys.principal_of(key_format.digest_key(secret)).key.pk == record.pk
         assert "ab" * 32 in keys.sessions
 
         await db.run(repository.update_key, record.key_id, {"is_active": False}, time.time())
@@ -105,7 +107,7 @@ async def test_the_key_cache_refresh_picks_up_what_another_process_changed(tmp_p
 
         await db.run(repository.delete_key, record.key_id, time.time())
         await keys.refresh(time.time())
-        assert record.pk not in keys.by_pk and key_format.digest_key(secret) not in keys.principals
+        assert record.pk not in keys.by_pk and keys.principal_of(key_format.digest_key(secret)) is None
 
         assert not keys.admin_password_set and not keys.admin_exists
         await db.run(repository.set_admin_password_hash, b"$2b$12$" + b"x" * 53, time.time())
