@@ -26,9 +26,9 @@ import time
 
 import peewee
 
-from .auth import keys as key_format
-from .auth import passwords, validation
-from .auth.config import ConfigError, load_settings
+from .core import keys as key_format
+from .core import passwords, validation
+from .core.config import ConfigError, load_settings
 from .paths import DATA_DIR_NAME, DATA_DIR_VARIABLE, config_file, data_dir, db_file
 from .storage import database as db_open
 from .storage import migrations, repository

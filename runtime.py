@@ -21,12 +21,12 @@ import time
 from concurrent.futures import TimeoutError as WaitTimeout
 
 from . import paths
-from .auth.config import ConfigError, Settings, load_settings
-from .auth.jobs import JobTracker
-from .auth.policy import AccessPolicy
-from .auth.proxies import TrustedProxies
-from .auth.ratelimit import HourlyLimiter, window_start
-from .auth.usage import UsageAggregator
+from .core.config import ConfigError, Settings, load_settings
+from .core.jobs import JobTracker
+from .core.policy import AccessPolicy
+from .core.proxies import TrustedProxies
+from .core.ratelimit import HourlyLimiter, window_start
+from .core.usage import UsageAggregator
 from .service.batches import BatchWriter
 from .service.dbthread import DatabaseThread, StorageUnavailable  # noqa: F401 - imported from here too
 from .service.jobwatch import JobWatch

@@ -83,7 +83,7 @@ def new_key(key_format):
 
 def create_keys(url, keys) -> dict:
     """Create real keys through storage.repository.create_key; returns name -> plaintext."""
-    key_format = package_module("auth.keys")
+    key_format = package_module("core.keys")
     repository = package_module("storage.repository")
     database = open_db(url)
     created = {}
@@ -109,7 +109,7 @@ def add_filler_keys(url, count, name_prefix="filler", with_revision_per_key=Fals
     """
     models = package_module("storage.models")
     repository = package_module("storage.repository")
-    key_format = package_module("auth.keys")
+    key_format = package_module("core.keys")
     database = open_db(url)
     started = time.perf_counter()
     try:

@@ -6,10 +6,10 @@ from functools import partial
 
 from aiohttp import web
 
-from ..auth import keys as key_format
-from ..auth import validation
-from ..auth.validation import AUTH_BODY_MAX_BYTES
-from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, window_start
+from ..core import keys as key_format
+from ..core import validation
+from ..core.validation import AUTH_BODY_MAX_BYTES
+from ..core.ratelimit import REFUSED, WINDOW_SECONDS, window_start
 from ..service.dbthread import StorageUnavailable
 from .login_page import LOGIN_PAGE
 from .keys_api import audit

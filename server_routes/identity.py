@@ -9,10 +9,10 @@ is the middleware's decision (``server_routes.middleware``).
 from aiohttp import hdrs
 from multidict import istr
 
-from ..auth import keys as key_format
-from ..auth.hashing import secret_hex
-from ..auth.proxies import is_loopback
-from ..auth.principals import ANONYMOUS, LOCAL_ADMIN, LOCAL_BOOTSTRAP, PASSWORD_ADMIN, for_key
+from ..core import keys as key_format
+from ..core.hashing import secret_hex
+from ..core.proxies import is_loopback
+from ..core.principals import ANONYMOUS, LOCAL_ADMIN, LOCAL_BOOTSTRAP, PASSWORD_ADMIN, for_key
 from .responses import error
 
 SESSION_COOKIE = "comfyui_api_auth"
@@ -66,7 +66,7 @@ def is_cross_origin(headers) -> bool:
 
 def client_address(request, trusted_proxies) -> str:
     """The client's address, for the login throttle and the audit trail: the
-    peer, or what a trusted proxy says in X-Forwarded-For (see auth.proxies).
+    peer, or what a trusted proxy says in X-Forwarded-For (see core.proxies).
     The one place that decides it (an IP allowlist can reuse it)."""
     peer = request.remote or "unknown"
     if not trusted_proxies:

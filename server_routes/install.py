@@ -14,7 +14,7 @@ import sys
 
 from aiohttp import web
 
-from ..auth.proxies import is_loopback
+from ..core.proxies import is_loopback
 from ..runtime import AuthRuntime, default_data_dir
 from .auth_api import AuthApi
 from .exit_signals import flush_on_exit_signals

@@ -6,8 +6,8 @@ handlers here only parse, delegate and format.
 
 from aiohttp import web
 
-from ..auth import validation
-from ..auth.principals import KeyRecord
+from ..core import validation
+from ..core.principals import KeyRecord
 from .identity import client_address
 from .middleware import LOCAL_BOOTSTRAP_LIMIT, current_principal
 from .responses import BodyError, error, invalid, read_json

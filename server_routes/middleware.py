@@ -1,6 +1,6 @@
 """The one middleware that decides, for every request, who calls and whether
 they may. It runs outermost, after aiohttp has matched the route, and
-decides on the matched route template (see ``auth.policy``).
+decides on the matched route template (see ``core.policy``).
 
 Hot path budget: a few microseconds. For a key: one dict lookup of the
 header (a SHA-256 the first time a value is seen), a counter, three header
@@ -18,11 +18,11 @@ from urllib.parse import quote
 from aiohttp import hdrs, web
 from multidict import istr
 
-from ..auth import keys as key_format
-from ..auth import policy as access
-from ..auth.principals import ANONYMOUS
-from ..auth.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
-from ..auth.usage import PAGE_FILES, PAGE_LOADS
+from ..core import keys as key_format
+from ..core import policy as access
+from ..core.principals import ANONYMOUS
+from ..core.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
+from ..core.usage import PAGE_FILES, PAGE_LOADS
 from ..service.dbthread import StorageUnavailable
 from ..service.keycache import VERIFIED_BEARERS_MAX
 from .identity import AUTHORIZATION, X_API_KEY, Denied, identifier, unauthorized

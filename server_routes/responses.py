@@ -5,7 +5,7 @@ import json
 from aiohttp import web
 from multidict import istr
 
-from ..auth.validation import InvalidInput
+from ..core.validation import InvalidInput
 
 JSON_TYPES = ("application/json",)
 # Case-folded once, as aiohttp's own header names are, so setting them is cheap.

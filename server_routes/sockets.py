@@ -19,7 +19,7 @@ the grace period of a rotated key) is one more case in :func:`revocation`.
 import asyncio
 import logging
 
-from ..auth.hashing import secret_hex
+from ..core.hashing import secret_hex
 from .identity import SESSION_COOKIE
 
 log = logging.getLogger("comfyui_api_auth")

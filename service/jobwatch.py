@@ -1,7 +1,7 @@
 """How queued prompts end, learned from ComfyUI's queue and history (polled
 every second), and who queued a prompt (for the node that reports it)."""
 
-from ..auth.jobs import INTERRUPTED, outcome_from_history
+from ..core.jobs import INTERRUPTED, outcome_from_history
 
 
 class JobWatch:

@@ -14,7 +14,7 @@ a metadata dict and a principal each.
 import json
 import struct
 
-from ..auth.principals import KeyRecord, Principal, for_key
+from ..core.principals import KeyRecord, Principal, for_key
 from ..storage import repository
 
 VERIFIED_BEARERS_MAX = 4096  # bound of KeyCache.verified_bearers

@@ -4,10 +4,10 @@ Every change is written to the database first, then remembered in the key
 cache (so the request path sees it at once), and open sockets are swept.
 """
 
-from ..auth import keys as key_format
-from ..auth.jobs import summarize_jobs
-from ..auth.principals import KeyRecord
-from ..auth.usage import summarize
+from ..core import keys as key_format
+from ..core.jobs import summarize_jobs
+from ..core.principals import KeyRecord
+from ..core.usage import summarize
 from ..storage import repository
 
 

@@ -10,8 +10,8 @@ unspent is given back when the process stops.
 import asyncio
 import logging
 
-from ..auth.principals import KeyRecord
-from ..auth.ratelimit import REFUSED, HourlyLimiter, SharedQuota, window_start
+from ..core.principals import KeyRecord
+from ..core.ratelimit import REFUSED, HourlyLimiter, SharedQuota, window_start
 from ..storage import repository
 
 log = logging.getLogger("comfyui_api_auth")

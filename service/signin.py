@@ -6,10 +6,10 @@ import asyncio
 import logging
 import secrets
 
-from ..auth import passwords, setup_code
-from ..auth.hashing import secret_hex
-from ..auth.config import Settings
-from ..auth.throttle import AttemptThrottle, WorkSlots
+from ..core import passwords, setup_code
+from ..core.hashing import secret_hex
+from ..core.config import Settings
+from ..core.throttle import AttemptThrottle, WorkSlots
 from ..storage import repository
 
 log = logging.getLogger("comfyui_api_auth")

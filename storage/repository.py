@@ -11,7 +11,7 @@ import zlib
 
 import peewee
 
-from ..auth.principals import KeyRecord
+from ..core.principals import KeyRecord
 from .database import write_transaction
 from .models import ApiKey, AuditEvent, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
 

@@ -6,16 +6,16 @@ import pytest
 
 from conftest import package_module
 
-keys = package_module("auth.keys")
-validation = package_module("auth.validation")
-policy = package_module("auth.policy")
-principals = package_module("auth.principals")
-ratelimit = package_module("auth.ratelimit")
-usage = package_module("auth.usage")
-config = package_module("auth.config")
-throttle = package_module("auth.throttle")
-proxies = package_module("auth.proxies")
-setup_code = package_module("auth.setup_code")
+keys = package_module("core.keys")
+validation = package_module("core.validation")
+policy = package_module("core.policy")
+principals = package_module("core.principals")
+ratelimit = package_module("core.ratelimit")
+usage = package_module("core.usage")
+config = package_module("core.config")
+throttle = package_module("core.throttle")
+proxies = package_module("core.proxies")
+setup_code = package_module("core.setup_code")
 layout = package_module("paths")
 
 
@@ -63,7 +63,7 @@ def test_a_new_key_is_well_formed_and_its_hash_digest_and_prefix_agree():
 
 def test_the_hashing_helper_is_sha256_of_utf8_text_in_hex_and_bytes():
     import hashlib
-    hashing = package_module("auth.hashing")
+    hashing = package_module("core.hashing")
     for text in ("comfy_abc", "sessiontoken-ÄÖ", "lone \udc80 surrogate"):
         expected = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
         assert hashing.secret_hex(text) == expected.hexdigest()

@@ -31,7 +31,7 @@ import requests
 
 from conftest import Host, package_module, query_database
 
-key_format = package_module("auth.keys")
+key_format = package_module("core.keys")
 
 PASSWORD = "hostile admin password"
 REMOTE = [("X-Forwarded-For", "203.0.113.9")]  # defeats local trust: an anonymous remote caller

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.asyncio
 
 AuthRuntime = package_module("runtime").AuthRuntime
 keycache = package_module("service.keycache")
-principals = package_module("auth.principals")
-key_format = package_module("auth.keys")
+principals = package_module("core.principals")
+key_format = package_module("core.keys")
 repository = package_module("storage.repository")
 models = package_module("storage.models")
 

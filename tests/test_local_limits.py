@@ -15,7 +15,7 @@ import pytest
 
 from conftest import package_module, query_database
 
-ratelimit = package_module("auth.ratelimit")
+ratelimit = package_module("core.ratelimit")
 
 LOCAL = {"COMFYUI_API_AUTH_SHARED_LIMITS": "off"}
 

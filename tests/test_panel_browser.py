@@ -561,8 +561,8 @@ def _nested(depth):
 
 
 def test_client_validation_matches_the_server(context, host):
-    """The panel's checks (web/api-keys-lib.js) accept exactly what auth/validation.py accepts."""
-    validation = package_module("auth.validation")
+    """The panel's checks (web/api-keys-lib.js) accept exactly what core/validation.py accepts."""
+    validation = package_module("core.validation")
     names = ["", "   ", "a", " padded ", "x" * 100, "x" * 101, " " + "y" * 100 + " ", "tab\there", "line\nbreak",
              "\x85trimmed by python\x85", "é" * 100, "😀" * 100, "😀" * 101, "zero\u200bwidth", "del\x7f"]
     metadata = [{}, {"a": "b"}, _nested(8), _nested(9), {"l": [[[[[[[["x"]]]]]]]]}, {"l": [[[[[[[[["x"]]]]]]]]]},

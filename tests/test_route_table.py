@@ -1,4 +1,4 @@
-"""The route table (auth/route_table.py) against what real servers register
+"""The route table (core/route_table.py) against what real servers register
 and what real pages call, without a server of ours.
 
 Evidence it is checked against, all committed:
@@ -27,8 +27,8 @@ from aiohttp.test_utils import make_mocked_request
 
 from conftest import REPO, package_module
 
-table = package_module("auth.route_table")
-policy = package_module("auth.policy")
+table = package_module("core.route_table")
+policy = package_module("core.policy")
 
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 FINGERPRINT = os.path.join(REPO, "tests", "fingerprint", "comfyui-0.3.64.json")

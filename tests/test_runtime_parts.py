@@ -20,9 +20,9 @@ pytestmark = pytest.mark.asyncio
 AuthRuntime = package_module("runtime").AuthRuntime
 StorageUnavailable = package_module("service.dbthread").StorageUnavailable
 token_hash = package_module("service.signin").token_hash
-key_format = package_module("auth.keys")
+key_format = package_module("core.keys")
 repository = package_module("storage.repository")
-window_start = package_module("auth.ratelimit").window_start
+window_start = package_module("core.ratelimit").window_start
 
 
 @contextlib.asynccontextmanager

@@ -408,7 +408,7 @@ def test_a_version_2_database_is_upgraded_with_its_data(make_host, tmp_path):
             for _version, step in migrations.MIGRATIONS[:2]:
                 step(database)
             models.MetaValue.insert(name=migrations.SCHEMA_VERSION_NAME, number=2).execute()
-        key_format = package_module("auth.keys")
+        key_format = package_module("core.keys")
         made = key_format.new_key()
         plaintext = made.plaintext
         repository.create_key(database, **made.stored, name="from v2", rate_limit=1000,

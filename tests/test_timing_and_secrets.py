@@ -28,7 +28,7 @@ import requests
 
 from conftest import Host, package_module, query_database
 
-key_format = package_module("auth.keys")
+key_format = package_module("core.keys")
 
 PASSWORD = "leak-test admin password 7f3a"
 REMOTE = {"X-Forwarded-For": "203.0.113.20"}  # not a trusted local request

@@ -58,7 +58,7 @@ def is_well_formed(key: str) -> bool:
 
 
 # What the database stores (the SHA-256 of the whole key, in hex) and what the
-# in-memory index holds (the same as raw bytes): see auth.hashing.
+# in-memory index holds (the same as raw bytes): see core.hashing.
 hash_key = secret_hex
 digest_key = secret_digest
 

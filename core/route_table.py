@@ -310,7 +310,7 @@ MANAGER_4_3 = {
     ("/v2/manager/share", "POST"): rule(ADMIN),
 }
 
-# --- comfyui-api-auth (this package: server_routes/*.py register(); plus names auth/policy.py reserves) ---
+# --- comfyui-api-auth (this package: server_routes/*.py register(); plus names core/policy.py reserves) ---
 THIS_PACKAGE = {
     ("/login", "GET"): rule(PUBLIC),
     ("/auth/login", "POST"): rule(PUBLIC),
