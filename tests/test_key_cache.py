@@ -23,6 +23,7 @@ principals = package_module("core.principals")
 key_format = package_module("core.keys")
 repository = package_module("storage.repository")
 models = package_module("storage.models")
+write_transaction = package_module("storage.database").write_transaction
 
 FILLER = 20_000
 
@@ -47,7 +48,7 @@ async def started_runtime(tmp_path):
 
 def insert_filler(database, count, now):
     """``count`` keys nobody will present, in one transaction (as bench/fill.py does)."""
-    with repository._write_transaction(database):
+    with write_transaction(database):
         revision = repository._next_revision()
         for start in range(0, count, 1000):
             models.ApiKey.insert_many([{

@@ -4,7 +4,7 @@
 // state. This module only exports; ComfyUI imports every .js under web/ as an
 // extension, so it must have no side effects when imported.
 
-import { h, icon, uid } from "./api-keys-dom.js";
+import { goToSignIn, h, icon, uid } from "./api-keys-dom.js";
 import { openDialog, textField } from "./api-keys-forms.js";
 
 export const withAccount = (Base) => class Account extends Base {
@@ -143,8 +143,7 @@ export const withAccount = (Base) => class Account extends Base {
       this.toast("success", "Signed out", "This browser's session has ended.");
       if (this.status?.mode === "require") {
         // Nothing of this server is reachable without a session now.
-        const next = location.pathname + location.search;
-        location.assign(`${this.status.login_url || "/login"}?next=${encodeURIComponent(next)}`);
+        goToSignIn(this.status.login_url);
         return;
       }
       await this.refresh();
@@ -171,8 +170,7 @@ export const withAccount = (Base) => class Account extends Base {
           const ended = result.ended === 1 ? "1 session" : `${result.ended} sessions`;
           this.toast("success", "Signed out everywhere", `${ended} ended. API keys keep working.`);
           if (ownSession && !keepCurrent && this.status?.mode === "require") {
-            const next = location.pathname + location.search;
-            location.assign(`${this.status.login_url || "/login"}?next=${encodeURIComponent(next)}`);
+            goToSignIn(this.status.login_url);
             return;
           }
           await this.refresh();

@@ -35,3 +35,17 @@ export const icon = (name) => h("i", { class: `pi ${name}`, "aria-hidden": "true
 export const srOnly = (text) => h("span", { class: "cak-sr-only", text });
 // Icon-only buttons use a text glyph, so they show even where PrimeIcons are not loaded.
 export const glyph = (char) => h("span", { class: "cak-glyph", "aria-hidden": "true", text: char });
+
+// One trip to the sign-in page per page. The panel's own sign-out and the
+// server's "api_auth_revoked" message (sent as the ended session's socket
+// closes) can both ask for it at once; a second location.assign would abort
+// the first navigation half-way.
+let leavingForSignIn = false;
+
+export function goToSignIn(loginUrl) {
+  if (leavingForSignIn) return;
+  leavingForSignIn = true;
+  const login = typeof loginUrl === "string" && loginUrl.startsWith("/") && !loginUrl.startsWith("//") ? loginUrl : "/login";
+  const next = location.pathname + location.search;
+  location.assign(`${login}?next=${encodeURIComponent(next)}`);
+}

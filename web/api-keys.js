@@ -4,6 +4,7 @@
 // relatively because the package folder name differs between installs.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { goToSignIn } from "./api-keys-dom.js";
 import { createPanel } from "./api-keys-panel.js";
 
 const TAB_ID = "comfyui-api-auth";
@@ -48,10 +49,7 @@ async function onAccessEnded(event) {
     await panel?.refresh();
     return;
   }
-  const given = event.detail?.login_url;
-  const login = typeof given === "string" && given.startsWith("/") && !given.startsWith("//") ? given : "/login";
-  const next = location.pathname + location.search;
-  location.assign(`${login}?next=${encodeURIComponent(next)}`);
+  goToSignIn(event.detail?.login_url);
 }
 
 app.registerExtension({
