@@ -49,6 +49,39 @@ def _own_session(request):
     return request.cookies.get(SESSION_COOKIE) if principal.via == "session" else None
 
 
+class _CountedAttempt:
+    """A sign-in or setup attempt, counted as a failure the moment it arrives,
+    before anything is awaited (the body, the database, bcrypt), so concurrent
+    or slow-body attempts cannot all pass the check. Leaving the ``with``
+    gives it back unless ``wrong()`` said the secret was checked and wrong.
+    ``wait`` > 0: the address is out of attempts and nothing was counted."""
+
+    def __init__(self, throttle, client: str, now: float):
+        self.throttle, self.client, self.now = throttle, client, now
+        self.wait = throttle.reserve(client, now)
+        self._wrong = False
+
+    def wrong(self):
+        self._wrong = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if not self._wrong:
+            self.throttle.refund(self.client, self.now)
+
+
+async def _read_body(request, parse):
+    """(the parsed body, None), or (None, the 400 or 413 answer)."""
+    try:
+        return parse(await read_json(request, AUTH_BODY_MAX_BYTES)), None
+    except BodyError as exc:
+        return None, exc.response
+    except validation.InvalidInput as exc:
+        return None, invalid(exc)
+
+
 class AuthApi:
     def __init__(self, runtime):
         self.runtime = runtime
@@ -80,20 +113,14 @@ class AuthApi:
         runtime = self.runtime
         client = _client(runtime, request)
         started = time.time()
-        # Counted as a failure before anything is awaited (the body, the
-        # database, bcrypt), so concurrent or slow-body attempts cannot all pass
-        # the check; given back unless the credentials were checked and wrong.
-        wait = runtime.sign_in.login_throttle.reserve(client, started)
-        if wait:
-            return _too_many_attempts(wait)
-        failed = False
-        try:
-            try:
-                field, secret = validation.parse_login(await read_json(request, AUTH_BODY_MAX_BYTES))
-            except BodyError as exc:
-                return exc.response
-            except validation.InvalidInput as exc:
-                return invalid(exc)
+        counted = _CountedAttempt(runtime.sign_in.login_throttle, client, started)
+        if counted.wait:
+            return _too_many_attempts(counted.wait)
+        with counted:
+            parsed, refusal = await _read_body(request, validation.parse_login)
+            if refusal is not None:
+                return refusal
+            field, secret = parsed
             if field == "password":
                 key = None
                 outcome, attempt = await self._check_password(client, secret)
@@ -104,7 +131,7 @@ class AuthApi:
                 return outcome
             method = "password" if field == "password" else "api_key"
             if not outcome:
-                failed = True
+                counted.wrong()
                 audit(runtime, request, "sign_in_failed", method=method)
                 return error(401, "INVALID_CREDENTIALS", "wrong password or API key")
             if key is not None and await runtime.claims.spend_request(key, started) == REFUSED:
@@ -113,10 +140,7 @@ class AuthApi:
             audit(runtime, request, "sign_in", key.key_id if key is not None else "admin", method=method)
             # The good attempt is given back in the session's own transaction.
             token = await runtime.sign_in.open_session("admin" if key is None else "key", key.pk if key is not None else None,
-                                               client, attempt)
-        finally:
-            if not failed:
-                runtime.sign_in.login_throttle.refund(client, started)
+                                                       client, attempt)
         body = {"ok": True, "kind": "admin" if key is None or key.is_admin else "key"}
         response = web.json_response(body, headers={"Cache-Control": "no-store"})
         self._set_cookie(request, response, token)
@@ -157,12 +181,9 @@ class AuthApi:
         return response
 
     async def set_password(self, request):
-        try:
-            password = validation.parse_password_change(await read_json(request, AUTH_BODY_MAX_BYTES))
-        except BodyError as exc:
-            return exc.response
-        except validation.InvalidInput as exc:
-            return invalid(exc)
+        password, refusal = await _read_body(request, validation.parse_password_change)
+        if refusal is not None:
+            return refusal
         if self.runtime.sign_in.admin_password_managed:
             return error(409, "PASSWORD_MANAGED_BY_ENVIRONMENT", PASSWORD_MANAGED)
         # Sessions opened with the old password end; the caller's own stays.
@@ -194,31 +215,22 @@ class AuthApi:
         """Set the first admin password with the setup code from the console, and sign in."""
         runtime = self.runtime
         client = _client(runtime, request)
-        started = time.time()
-        # Counted as a failure before the body is read (as sign-ins are), and
-        # given back unless a code was checked and wrong.
-        wait = runtime.sign_in.login_throttle.reserve(client, started)
-        if wait:
-            return _too_many_attempts(wait)
-        wrong = False
-        try:
-            try:
-                code, password = validation.parse_setup(await read_json(request, AUTH_BODY_MAX_BYTES))
-            except BodyError as exc:
-                return exc.response
-            except validation.InvalidInput as exc:
-                return invalid(exc)
+        counted = _CountedAttempt(runtime.sign_in.login_throttle, client, time.time())
+        if counted.wait:
+            return _too_many_attempts(counted.wait)
+        with counted:
+            parsed, refusal = await _read_body(request, validation.parse_setup)
+            if refusal is not None:
+                return refusal
+            code, password = parsed
             if not runtime.sign_in.setup_available:
                 return error(409, "SETUP_NOT_AVAILABLE", "an admin exists already (or the setup code was used): "
                              "sign in instead; a server prints a new setup code at start only while no admin exists")
             spent = runtime.sign_in.take_setup_code(code)
             if spent is None:
-                wrong = True
+                counted.wrong()
                 audit(runtime, request, "setup_failed")
                 return error(401, "INVALID_SETUP_CODE", "wrong setup code (it is in the ComfyUI console)")
-        finally:
-            if not wrong:
-                runtime.sign_in.login_throttle.refund(client, started)
         try:
             await runtime.sign_in.set_admin_password(password)
         except StorageUnavailable:
