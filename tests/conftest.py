@@ -69,11 +69,11 @@ def host_db_file(host) -> str:
     return package_module("paths").db_file(host_data_dir(host))
 
 
-def query_database(host, sql):
-    """Rows of a query against a host's database (SQLite file or PostgreSQL)."""
-    if host.own_database or host.env.get("COMFYUI_API_AUTH_DB", "").startswith("postgres"):
+def query_url(url, sql):
+    """Rows of a query against a database URL (SQLite file or PostgreSQL)."""
+    if url.startswith("postgres"):
         import psycopg2
-        connection = psycopg2.connect(host.own_database or host.env["COMFYUI_API_AUTH_DB"])
+        connection = psycopg2.connect(url)
         try:
             cursor = connection.cursor()
             cursor.execute(sql)
@@ -81,11 +81,39 @@ def query_database(host, sql):
         finally:
             connection.close()
     import sqlite3
-    connection = sqlite3.connect(host_db_file(host))
+    connection = sqlite3.connect(url[len("sqlite:///"):])
     try:
         return connection.execute(sql).fetchall()
     finally:
         connection.close()
+
+
+def query_database(host, sql):
+    """Rows of a query against a host's database (SQLite file or PostgreSQL)."""
+    if host.own_database or host.env.get("COMFYUI_API_AUTH_DB", "").startswith("postgres"):
+        return query_url(host.own_database or host.env["COMFYUI_API_AUTH_DB"], sql)
+    return query_url("sqlite:///" + host_db_file(host), sql)
+
+
+def concurrent_gets(url, headers, count):
+    """``count`` GETs sent at once: [(status, headers)]."""
+    import asyncio
+
+    import aiohttp
+
+    async def go():
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=count)) as client:
+            async def one():
+                async with client.get(url, headers=headers) as response:
+                    await response.read()
+                    return response.status, dict(response.headers)
+            return await asyncio.gather(*(one() for _ in range(count)))
+    return asyncio.run(go())
+
+
+def requests_this_hour(admin, host, key):
+    """A key's requests this hour, read by an admin session (which charges the key nothing)."""
+    return admin.get(host.url(f"/api/keys/{key['key_id']}"), timeout=10).json()["requests_this_hour"]
 
 
 class Host(StandIn):

@@ -6,14 +6,12 @@ receives its counts at each flush and seeds it at start. Over real HTTP on
 the stand-in, then the limiter itself without a server.
 """
 
-import asyncio
 import signal
 import time
 
-import aiohttp
 import pytest
 
-from conftest import package_module, query_database
+from conftest import concurrent_gets, package_module, query_database
 
 ratelimit = package_module("core.ratelimit")
 
@@ -25,18 +23,6 @@ def clear_of_the_hour(seconds=10):
     left = 3600 - time.time() % 3600
     if left < seconds:
         time.sleep(left + 0.5)
-
-
-def burst(url, headers, count):
-    """``count`` concurrent GETs: [(status, headers)]."""
-    async def go():
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=count)) as client:
-            async def one():
-                async with client.get(url, headers=headers) as response:
-                    await response.read()
-                    return response.status, dict(response.headers)
-            return await asyncio.gather(*(one() for _ in range(count)))
-    return asyncio.run(go())
 
 
 def persisted_count(host, key_id):
@@ -51,7 +37,7 @@ def test_a_burst_admits_exactly_the_limit_counted_in_the_process(make_host):
     host = make_host(env={**LOCAL, "COMFYUI_API_AUTH_FLUSH_INTERVAL": "60"})
     key = host.create_key("local burst", rate_limit=30)
     clear_of_the_hour()
-    results = burst(host.url("/api/features"), {"Authorization": f"Bearer {key['api_key']}"}, 150)
+    results = concurrent_gets(host.url("/api/features"), {"Authorization": f"Bearer {key['api_key']}"}, 150)
     statuses = [status for status, _ in results]
     assert statuses.count(200) == 30 and statuses.count(429) == 120
     reset = (int(time.time()) // 3600 + 1) * 3600

@@ -9,7 +9,7 @@ import os
 import pytest
 import requests
 
-from conftest import REPO
+from conftest import REPO, requests_this_hour
 
 PASSWORD = "correct horse battery staple"
 COOKIE = "comfyui_api_auth"
@@ -32,11 +32,6 @@ def admin_session(host):
     return session
 
 
-def charged(admin, host, key):
-    """The key's requests this hour, read by the admin (which charges the key nothing)."""
-    return admin.get(host.url(f"/api/keys/{key['key_id']}"), timeout=10).json()["requests_this_hour"]
-
-
 def credentials(host, key):
     """The three ways a key is presented: Bearer, X-API-Key, a browser session opened with it."""
     bearer, header, browser = requests.Session(), requests.Session(), requests.Session()
@@ -55,7 +50,7 @@ def test_page_files_need_a_principal_but_are_not_charged(locked):
     admin = admin_session(locked)
     key = admin.post(locked.url("/api/keys"), json={"name": "laptop", "rate_limit": 3}, timeout=10).json()
     ways = credentials(locked, key)
-    before = charged(admin, locked, key)  # 0, or 1 where a key sign-in is charged
+    before = requests_this_hour(admin, locked, key)  # 0, or 1 where a key sign-in is charged
     assert before in (0, 1)
     for name, session in ways.items():
         for path in PAGES + FILES:
@@ -64,7 +59,7 @@ def test_page_files_need_a_principal_but_are_not_charged(locked):
                 assert response.status_code == 200, (name, path, response.status_code)
                 assert "X-RateLimit-Remaining" not in response.headers, (name, path)
             assert session.head(locked.url(path), timeout=10).status_code == 200, (name, path)
-    assert charged(admin, locked, key) == before
+    assert requests_this_hour(admin, locked, key) == before
     # the limit is untouched: API calls still get exactly what is left of it
     api = [ways["bearer"].get(locked.url("/api/system_stats"), timeout=10).status_code for _ in range(4)]
     assert api == [200] * (3 - before) + [429] * (1 + before)
@@ -74,7 +69,7 @@ def test_a_miss_is_charged_and_refused_once_the_limit_is_spent(locked):
     admin = admin_session(locked)
     key = admin.post(locked.url("/api/keys"), json={"name": "prober", "rate_limit": 4}, timeout=10).json()
     ways = credentials(locked, key)
-    before = charged(admin, locked, key)
+    before = requests_this_hour(admin, locked, key)
     bearer, browser = ways["bearer"], ways["session"]
 
     miss = bearer.get(locked.url("/no-such-file.js"), timeout=10)  # the web root's static fallback
@@ -82,8 +77,8 @@ def test_a_miss_is_charged_and_refused_once_the_limit_is_spent(locked):
     miss = browser.get(locked.url(f"/extensions/{FOLDER}/no-such-file.js"), timeout=10)
     assert miss.status_code == 404 and miss.headers["X-RateLimit-Remaining"] == str(2 - before)
     assert ways["x-api-key"].post(locked.url("/no/such/route"), timeout=10).status_code == 405  # no route at all
-    assert charged(admin, locked, key) == before + 3
-    while charged(admin, locked, key) < 4:
+    assert requests_this_hour(admin, locked, key) == before + 3
+    while requests_this_hour(admin, locked, key) < 4:
         assert bearer.get(locked.url("/api/system_stats"), timeout=10).status_code == 200
 
     # spent: misses and API calls are refused, the page's files still load
@@ -93,7 +88,7 @@ def test_a_miss_is_charged_and_refused_once_the_limit_is_spent(locked):
         assert session.get(locked.url("/api/object_info"), timeout=10).status_code == 429
         for path in PAGES + FILES:
             assert session.get(locked.url(path), timeout=10).status_code == 200, path
-    assert charged(admin, locked, key) == 4
+    assert requests_this_hour(admin, locked, key) == 4
 
 
 def test_usage_shows_page_loads_apart_from_requests(locked):

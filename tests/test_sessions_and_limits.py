@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import requests
 
-from conftest import query_database
+from conftest import concurrent_gets, query_database
 
 PASSWORD = "correct horse battery staple"
 COOKIE = "comfyui_api_auth"
@@ -150,20 +150,9 @@ def test_websocket_needs_a_principal_in_require_mode(locked):
 
 # ---- rate limits ---------------------------------------------------------------------------------
 
-def _burst(url, headers, count):
-    async def go():
-        async with aiohttp.ClientSession() as client:
-            async def one():
-                async with client.get(url, headers=headers) as response:
-                    await response.read()
-                    return response.status, dict(response.headers)
-            return await asyncio.gather(*(one() for _ in range(count)))
-    return asyncio.run(go())
-
-
 def test_burst_admits_exactly_the_limit_with_headers(host):
     key = host.create_key("burst", rate_limit=25)
-    results = _burst(host.url("/api/system_stats"), {"X-API-Key": key["api_key"]}, 120)
+    results = concurrent_gets(host.url("/api/system_stats"), {"X-API-Key": key["api_key"]}, 120)
     statuses = [status for status, _ in results]
     assert statuses.count(200) == 25 and statuses.count(429) == 95
     for status, headers in results:

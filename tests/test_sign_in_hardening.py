@@ -22,8 +22,7 @@ import pytest
 import requests
 
 from conftest import (ON_POSTGRES, REPO, drop_postgres_database, fresh_postgres_database, host_db_file,
-                      package_module,
-                      query_database)
+                      package_module, query_database, query_url)
 
 PASSWORD = "correct horse battery staple"
 COOKIE = "comfyui_api_auth"
@@ -86,20 +85,6 @@ def execute(host_or_url, statement, parameters=()):
     path = url[len("sqlite:///"):] if url else host_db_file(host_or_url)
     with sqlite3.connect(path) as connection:
         connection.execute(statement, parameters)
-
-
-def query_url(url, sql):
-    if url.startswith("postgres"):
-        import psycopg2
-        connection = psycopg2.connect(url)
-        try:
-            cursor = connection.cursor()
-            cursor.execute(sql)
-            return cursor.fetchall()
-        finally:
-            connection.close()
-    with sqlite3.connect(url[len("sqlite:///"):]) as connection:
-        return connection.execute(sql).fetchall()
 
 
 def signed_in(host, body, expect=200):

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from browser_support import ARTIFACTS, launch_chromium, screenshot
-from conftest import REPO
+from conftest import REPO, requests_this_hour
 
 pytestmark = pytest.mark.browser
 
@@ -56,11 +56,6 @@ def admin_session(host):
     session = requests.Session()
     assert session.post(host.url("/api/auth/login"), json={"password": PASSWORD}, timeout=10).status_code == 200
     return session
-
-
-def charged(admin, host, key):
-    """The key's requests this hour, read by the admin (which charges the key nothing)."""
-    return admin.get(host.url(f"/api/keys/{key['key_id']}"), timeout=10).json()["requests_this_hour"]
 
 
 def screenshot_path(name):
@@ -111,7 +106,7 @@ def sign_in_with_key(page, host, admin, key, traffic):
     held = {}
 
     def count_then_load(route):
-        held["charged"] = charged(admin, host, key)
+        held["charged"] = requests_this_hour(admin, host, key)
         route.continue_()
 
     page.route(host.base + "/", count_then_load)
@@ -150,7 +145,7 @@ def test_a_key_with_the_default_limit_uses_the_comfyui_page(browser, locked):
     assert all(status in (200, 304) for _, status in traffic.files()), traffic.files()
     assert not traffic.refused(), traffic.refused()
     # only the page's API calls were charged; its files were not
-    assert charged(admin, locked, key) == before + len(PAGE_API_CALLS)
+    assert requests_this_hour(admin, locked, key) == before + len(PAGE_API_CALLS)
     stats = admin.get(locked.url(f"/api/keys/{key['key_id']}"), timeout=10).json()["usage_stats"]
     counted = {f"{e['method']} /api{e['route']}" for e in stats["endpoints"]}
     assert counted == set(PAGE_API_CALLS) - {"WS /ws"}, counted  # (the WebSocket is counted when it closes)
@@ -206,7 +201,7 @@ def test_the_limit_still_holds_for_api_calls_from_the_page(browser, locked):
     # The page's first API calls spend what is left of the 5; the rest are refused.
     page.wait_for_function("() => document.querySelector('[data-testid=queue-button]')")
     page.wait_for_timeout(1500)
-    assert charged(admin, locked, key) == 5
+    assert requests_this_hour(admin, locked, key) == 5
     api = [(path, status) for method, path, status in traffic.answers if is_api(path) and path != "/api/auth/login"]
     assert [status for _, status in api].count(429) >= 1, api
     assert all(status in (200, 404, 429) for _, status in api), api
@@ -238,7 +233,7 @@ def test_the_limit_still_holds_for_api_calls_from_the_page(browser, locked):
     assert all(status in (200, 304) for _, status in reloaded), reloaded
     api = [(path, status) for method, path, status in traffic.answers if is_api(path)]
     assert api and all(status == 429 for _, status in api), api
-    assert charged(admin, locked, key) == 5
+    assert requests_this_hour(admin, locked, key) == 5
     assert before in (0, 1)
     context.close()
 
