@@ -49,9 +49,12 @@ class SignIns:
 
     async def end_session(self, token: str):
         hashed = token_hash(token)
-        self.keys.sessions.pop(hashed, None)
+        self.keys.sessions.pop(hashed, None)  # refused from now on, before the write lands
         self.keys.access_changed()
         await self.db.run(repository.end_session, hashed, self.clock())
+        # A refresh that read the sessions before this write resumed before us and may
+        # have put this one back (the database thread runs calls in order).
+        self.keys.sessions.pop(hashed, None)
 
     async def end_all_sessions(self, keep_token: str | None = None) -> int:
         """Sign out everywhere: end every session (admin and key), except the

@@ -115,6 +115,20 @@ async def test_the_key_cache_refresh_picks_up_what_another_process_changed(tmp_p
         assert keys.admin_password_set and keys.admin_exists
 
 
+async def test_a_refresh_that_read_before_a_sign_out_does_not_bring_the_session_back(tmp_path):
+    # CI on PostgreSQL once let a signed-out cookie open a socket: the periodic
+    # refresh had read the session rows just before the sign-out's write, and put
+    # the session back after the sign-out had dropped it. Here the refresh is queued
+    # on the database thread first, every time.
+    async with runtimes(tmp_path) as (runtime,):
+        token = await runtime.sign_in.open_session("admin", None, "127.0.0.1")
+        assert token_hash(token) in runtime.keys.sessions  # and the cache's revision is behind it
+        await asyncio.gather(runtime.keys.refresh(time.time()), runtime.sign_in.end_session(token))
+        assert token_hash(token) not in runtime.keys.sessions
+        await runtime.keys.refresh(time.time())
+        assert token_hash(token) not in runtime.keys.sessions
+
+
 # ---- QuotaClaims ------------------------------------------------------------------------
 
 async def test_quota_claimed_in_a_batch_and_not_spent_is_given_back_by_the_last_flush(tmp_path):
