@@ -27,7 +27,7 @@ import time
 import peewee
 
 from .core import keys as key_format
-from .core import passwords, validation
+from .core import passwords, scopes, validation
 from .core.config import ConfigError, load_settings
 from .paths import DATA_DIR_NAME, DATA_DIR_VARIABLE, config_file, data_dir, db_file
 from .storage import database as db_open
@@ -134,7 +134,7 @@ def cmd_create_key(options, database):
         fields = validation.parse_create({
             "name": options.name, "rate_limit": options.rate_limit,
             "metadata": json.loads(options.metadata) if options.metadata else {},
-            "scopes": ["admin"] if options.admin else [],
+            "scopes": ["admin"] if options.admin else (options.scope or list(scopes.DEFAULT_SCOPES)),
         })
     except (validation.InvalidInput, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
@@ -225,7 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--rate-limit", type=int, default=validation.DEFAULT_RATE_LIMIT)
     create.add_argument("--metadata", help="a JSON object")
-    create.add_argument("--admin", action="store_true", help="give the key the admin scope")
+    create.add_argument("--scope", action="append", choices=scopes.KNOWN_SCOPES,
+                        help="a scope to give the key (repeatable; default: generate). "
+                             + "; ".join(f"{name}: {text}" for name, text in scopes.SCOPE_SUMMARIES.items()))
+    create.add_argument("--admin", action="store_true", help="give the key the admin scope (same as --scope admin)")
     create.add_argument("--json", action="store_true")
     create.set_defaults(run=cmd_create_key)
 

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from .scopes import ADMIN, ADMIN_LEVEL, NO_LEVEL, level_of
+
 ANONYMOUS_KIND = "anonymous"
 KEY_KIND = "key"
 ADMIN_KIND = "admin"
@@ -30,7 +32,7 @@ class KeyRecord:
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.scopes
+        return ADMIN in self.scopes
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class Principal:
     kind: str
     via: str  # "header", "session", "local" or "none"
     key: KeyRecord | None = None
+    # What it may reach (core.scopes.LEVELS): a key's highest scope, worked out
+    # once when the principal is built; the request path compares it to a route's.
+    level: int = NO_LEVEL
 
     @property
     def is_admin(self) -> bool:
@@ -64,10 +69,10 @@ class Principal:
 
 
 ANONYMOUS = Principal(ANONYMOUS_KIND, "none")
-LOCAL_ADMIN = Principal(ADMIN_KIND, "local")
+LOCAL_ADMIN = Principal(ADMIN_KIND, "local", level=ADMIN_LEVEL)
 LOCAL_BOOTSTRAP = Principal(BOOTSTRAP_KIND, "local")
-PASSWORD_ADMIN = Principal(ADMIN_KIND, "session")
+PASSWORD_ADMIN = Principal(ADMIN_KIND, "session", level=ADMIN_LEVEL)
 
 
 def for_key(key: KeyRecord, via: str) -> Principal:
-    return Principal(ADMIN_KIND if key.is_admin else KEY_KIND, via, key)
+    return Principal(ADMIN_KIND if key.is_admin else KEY_KIND, via, key, level_of(key.scopes))

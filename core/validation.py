@@ -7,12 +7,13 @@ answers 400 before anything reaches the database.
 import json
 import unicodedata
 
+from .scopes import DEFAULT_SCOPES, KNOWN_SCOPES
+
 NAME_MAX = 100
 RATE_LIMIT_MAX = 1_000_000_000
 METADATA_MAX_BYTES = 16 * 1024
 METADATA_MAX_DEPTH = 8
 DEFAULT_RATE_LIMIT = 100
-KNOWN_SCOPES = ("admin",)
 DAYS_MAX = 366
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -99,7 +100,10 @@ def validate_scopes(value) -> list:
     unknown = [item for item in value if item not in KNOWN_SCOPES]
     if unknown:
         raise InvalidInput("scopes", f"'scopes' has an unknown scope '{unknown[0]}'; known: {', '.join(KNOWN_SCOPES)}")
-    return sorted(set(value))
+    if not value:
+        # A key without a scope could do nothing; say so rather than store one.
+        raise InvalidInput("scopes", f"'scopes' must name at least one of: {', '.join(KNOWN_SCOPES)}")
+    return sorted(set(value), key=KNOWN_SCOPES.index)
 
 
 def validate_job_limits(value) -> dict:
@@ -144,7 +148,7 @@ def parse_create(body) -> dict:
         "name": validate_name(body["name"]),
         "rate_limit": validate_rate_limit(body.get("rate_limit", DEFAULT_RATE_LIMIT)),
         "metadata": validate_metadata(body.get("metadata", {})),
-        "scopes": validate_scopes(body.get("scopes", [])),
+        "scopes": validate_scopes(body.get("scopes", list(DEFAULT_SCOPES))),
         "job_limits": validate_job_limits({} if body.get("job_limits") is None else body["job_limits"]),
     }
 

@@ -5,11 +5,15 @@ A database written by a newer version of the package stops the package with
 that does not know its tables.
 """
 
+import logging
+
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate as apply_operations
 
 from .database import write_transaction
 from .models import ALL_MODELS, ApiKey, AuditEvent, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION_NAME = "schema_version"
 ADVISORY_LOCK_ID = 0x41504B59  # "APKY": serialises migrations across processes
@@ -50,10 +54,24 @@ def _login_attempts_and_session_index_v3(database):
                          f"ON {Session._meta.table_name} (key_pk, ended_at)")
 
 
+def _scopes_for_every_key_v4(database):
+    # Before scopes meant anything, a key stored no scope and could reach every
+    # route; now a key needs one. Such keys become "generate" (run workflows),
+    # and so lose the operator routes: the log says so, once, here.
+    table = ApiKey._meta.table_name
+    cursor = database.execute_sql(f"UPDATE {table} SET scopes = 'generate' WHERE scopes IS NULL OR scopes = ''")
+    if cursor.rowcount:
+        log.warning("[api-auth] %d key(s) made before scopes now have the 'generate' scope: they run workflows "
+                    "and fetch results, and no longer reach the operator's routes (ComfyUI-Manager, /internal, "
+                    "/free, shared settings). Give a key the 'admin' scope where it must (README: Upgrading).",
+                    cursor.rowcount)
+
+
 MIGRATIONS = [
     (1, _create_v1),
     (2, _jobs_limits_and_audit_v2),
     (3, _login_attempts_and_session_index_v3),
+    (4, _scopes_for_every_key_v4),
 ]
 LATEST = MIGRATIONS[-1][0]
 

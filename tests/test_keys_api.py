@@ -58,7 +58,7 @@ def test_key_lifecycle_under_both_spellings(host, prefix):
     body = created.json()
     assert set(body) >= {"key_id", "api_key", "name", "rate_limit", "metadata", "scopes", "created_at", "message"}
     assert body["api_key"].startswith("comfy_") and body["name"] == "My API Key"
-    assert body["metadata"] == {"project": "p"} and body["scopes"] == [] and body["rate_limit"] == 100
+    assert body["metadata"] == {"project": "p"} and body["scopes"] == ["generate"] and body["rate_limit"] == 100
     assert "will not be shown again" in body["message"]
     key_id, api_key = body["key_id"], body["api_key"]
 
@@ -114,6 +114,7 @@ INVALID_BODIES = [
     ({"name": "ok", "metadata": None}, "metadata", "INVALID_FIELD"),
     ({"name": "ok", "metadata": {"big": "x" * 20000}}, "metadata", "INVALID_FIELD"),
     ({"name": "ok", "scopes": ["superuser"]}, "scopes", "INVALID_FIELD"),
+    ({"name": "ok", "scopes": []}, "scopes", "INVALID_FIELD"),
     ({"name": "ok", "api_key": "comfy_mine"}, "api_key", "UNKNOWN_FIELD"),
     ({"name": "ok", "key_hash": "00"}, "key_hash", "UNKNOWN_FIELD"),
     ({"name": "ok", "is_admin": True}, "is_admin", "UNKNOWN_FIELD"),
