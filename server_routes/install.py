@@ -110,7 +110,7 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     gate = PromptGate(runtime)
     sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {})
     runtime.keys.access_changed = sockets.sweep
-    middleware = create_middleware(runtime, gate, sockets)
+    middleware = create_middleware(runtime, hooks=(gate, sockets))
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.

@@ -26,7 +26,7 @@ from ..core.usage import PAGE_FILES, PAGE_LOADS
 from ..service.dbthread import StorageUnavailable
 from ..service.keycache import VERIFIED_BEARERS_MAX
 from .identity import AUTHORIZATION, X_API_KEY, Denied, identifier, unauthorized
-from .prompt_gate import PROMPT_TEMPLATES, PromptGate
+from .route_hooks import wrapper_for
 from .responses import LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER, error, rate_limit_headers
 
 # Case-folded once, as aiohttp's own header names are, so setting them is cheap.
@@ -41,7 +41,6 @@ PAGE_TEMPLATES = {"/": PAGE_LOADS, "/login": PAGE_LOADS, "/templates/{path}": PA
 PAGE_METHODS = frozenset({"GET", "HEAD"})
 KNOWN_FILES_MAX = 4096
 ROUTE_FACTS_MAX = 4096  # routes are fixed; past this, facts are worked out per request (a guard, never reached)
-WEBSOCKET_PATH = "/ws"  # ComfyUI's WebSocket route (and its /api twin)
 # 503 bodies go to anyone, so they never say why: the reason (a setting, a
 # database URL, a driver's error text) is in the server log only.
 UNAVAILABLE_MESSAGE = "API key authentication is not available; the server log says why"
@@ -91,8 +90,8 @@ class RouteFacts:
         self.usage_cells = None             # where its requests are counted, set when the facts are cached
         self.wants_context = wants_context  # one of this package's routes, which read current_principal
         # What runs the handler on this route, called as around(request, handler,
-        # principal, now): the prompt gate for POST /prompt, the open-socket
-        # registry for GET /ws; None (the handler alone) everywhere else.
+        # principal, now): the route hooks' wrappers (see route_hooks), such as
+        # the prompt gate on POST /prompt; None (the handler alone) elsewhere.
         self.around = around
         self.admin_only = route_class in access.ADMIN_CLASSES  # a key needs the admin scope
         # A page file (see page_kind): where a key's page loads are counted
@@ -117,9 +116,9 @@ def page_kind(resource, path, method):
     return PAGE_TEMPLATES.get(path)
 
 
-def create_middleware(runtime, gate: PromptGate, sockets=None):
-    """Build the middleware bound to one runtime; ``sockets`` (an ``OpenSockets``)
-    notes the WebSockets opened with a key or a session. Per request it reads
+def create_middleware(runtime, hooks=()):
+    """Build the middleware bound to one runtime; ``hooks`` are the route hooks
+    (see ``route_hooks``: the prompt gate, the open sockets...). Per request it reads
     the runtime's ``refusing`` and three parts, held here directly: the key
     cache, the quota claims and the usage counts."""
     keys, claims, usage = runtime.keys, runtime.claims, runtime.usage
@@ -148,11 +147,7 @@ def create_middleware(runtime, gate: PromptGate, sockets=None):
         path = access.canonical_path(template)
         route_class = runtime.policy.classify(template, method)
         page = page_kind(resource, path, method)
-        around = None
-        if template in PROMPT_TEMPLATES and method == "POST":
-            around = gate.run
-        elif path == WEBSOCKET_PATH and method == "GET" and sockets is not None:
-            around = sockets.run
+        around = wrapper_for(hooks, path, method) if path is not None else None
         facts = RouteFacts(
             route_class=route_class,
             usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),

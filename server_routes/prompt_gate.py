@@ -12,7 +12,6 @@ import uuid
 
 from .responses import error, rate_limit_headers
 
-PROMPT_TEMPLATES = frozenset({"/prompt", "/api/prompt"})
 WAITING_RETRY_AFTER = 5
 
 # The id the on-prompt handler settled on for the request being handled.
@@ -23,6 +22,10 @@ class PromptGate:
     def __init__(self, runtime):
         self.jobs = runtime.jobs                      # JobTracker: who queued what, what waits
         self.prompt_limiter = runtime.prompt_limiter  # queued prompts per hour, per key
+
+    def wrapper(self, path, method):
+        """A route hook (see route_hooks): the gate runs around ``POST /prompt``."""
+        return self.run if path == "/prompt" and method == "POST" else None
 
     def on_prompt(self, json_data):
         """Runs inside ComfyUI's post_prompt, before it reads ``prompt_id``."""

@@ -61,6 +61,10 @@ class OpenSockets:
         self.holders: dict = {}             # request task -> (key pk or None, session token hash or None)
         self._closing: set = set()          # close tasks under way (kept so they are not collected)
 
+    def wrapper(self, path, method):
+        """A route hook (see route_hooks): the registry runs around ``GET /ws``."""
+        return self.run if path == "/ws" and method == "GET" else None
+
     async def run(self, request, handler, principal, now):
         """Run ComfyUI's ``/ws`` handler with the socket's holder noted (the middleware's
         ``around`` for ``GET /ws``). Trusted local and anonymous sockets are not noted."""

@@ -43,7 +43,7 @@ async def started_runtime(tmp_path, mode="require"):
 def comfy_like_app(runtime, calls):
     """ComfyUI's /api/queue, /api/keys and /api/prompt behind the package's middleware."""
     gate = PromptGate(runtime)
-    app = web.Application(middlewares=[create_middleware(runtime, gate)])
+    app = web.Application(middlewares=[create_middleware(runtime, hooks=(gate,))])
 
     async def handler(request):
         calls.append(request.path)
