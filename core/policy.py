@@ -32,6 +32,7 @@ BUILTIN_RULES = {
     ("/auth/sessions/end-all", None): ADMIN,
     ("/audit", None): ADMIN,
     ("/auth/openapi.json", None): ADMIN,
+    ("/auth/access", None): ADMIN,
     ("/usage", "GET"): KEY_HOLDER,
 }
 

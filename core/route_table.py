@@ -323,6 +323,7 @@ THIS_PACKAGE = {
     ("/audit", ANY): rule(ADMIN),
     ("/auth/password", ANY): rule(ADMIN),
     ("/auth/openapi.json", ANY): rule(ADMIN),
+    ("/auth/access", ANY): rule(ADMIN),  # what the operator decides: unclassified routes, node rules
     ("/auth/sessions/end-all", ANY): rule(ADMIN),  # branch fix-sessions
 }
 
