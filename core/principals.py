@@ -61,6 +61,16 @@ class Principal:
         """Signed in, by a key, a session or as admin (the bootstrap has none)."""
         return self.key is not None or self.kind == ADMIN_KIND
 
+    @property
+    def own_work_only(self) -> int | None:
+        """The key pk whose work (prompts, files, sockets) is all this principal
+        may see and touch, or None for one that sees everyone's: admins, the
+        anonymous of ``enable`` mode and the trusted local caller (see the
+        isolation hooks)."""
+        if self.key is None or self.kind == ADMIN_KIND:
+            return None
+        return self.key.pk
+
     def describe(self) -> dict:
         info = {"kind": self.kind, "via": self.via}
         if self.key is not None:
