@@ -98,6 +98,9 @@ class AuthRuntime:
         self.trusted_local_possible = False
         self.local_trust = "off"  # what a trusted local request gets here: bootstrap, on or off (set by install)
         self.trusted_proxies = TrustedProxies()
+        # Routes of the server that no table and no operator setting classifies
+        # (keys need admin there): [{"path", "methods"}], found once at startup.
+        self.unclassified_routes: list[dict] = []
         self._tasks: list[asyncio.Task] = []
         self._closed = False
 
@@ -143,7 +146,7 @@ class AuthRuntime:
         except ConfigError as error:
             self.fail(f"bad setting {error.variable}: {error}")
             return
-        self.policy = AccessPolicy(self.settings.mode, self.settings.public_paths)
+        self.policy = AccessPolicy(self.settings.mode, self.settings.public_paths, self.settings.route_scopes)
         self.trusted_proxies = TrustedProxies(self.settings.trusted_proxies)
         self.sign_in.configure(self.settings)
 

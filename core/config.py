@@ -32,6 +32,9 @@ class Settings:
     trusted_proxies: tuple = ()  # ip_network objects whose X-Forwarded-For / -Proto are believed
     allow_framing: bool = False  # True: HTML pages may be framed by other sites
     public_paths: tuple[str, ...] = ()
+    # The scope a key needs on routes the operator decided: exact paths, or
+    # prefixes ending in "/", without the /api twin prefix -> read/generate/admin.
+    route_scopes: dict = field(default_factory=dict)
     session_ttl: int = 7 * 24 * 3600
     usage_retention_days: int = 400
     flush_interval: float = 2.0
@@ -108,6 +111,30 @@ def _parse_paths(text):
     return tuple(paths)
 
 
+ROUTE_SCOPE_NAMES = ("read", "generate", "admin")
+
+
+def _parse_route_scopes(text):
+    """``{"/my_node/": "generate", "/exact/path": "read"}`` (a JSON object, in the
+    environment as text): which scope a key needs there."""
+    value = json.loads(text) if isinstance(text, str) else text
+    if not isinstance(value, dict):
+        raise ValueError('expected a JSON object of path or prefix -> scope, e.g. {"/my_node/": "generate"}')
+    scopes = {}
+    for path, scope in value.items():
+        if not isinstance(path, str) or not path.startswith("/") or "*" in path or "{" in path:
+            raise ValueError(f"'{path}' is not a path: expected an exact path or a prefix ending in '/', "
+                             f"starting with '/', without wildcards")
+        if scope not in ROUTE_SCOPE_NAMES:
+            raise ValueError(f"'{path}': scope must be one of {', '.join(ROUTE_SCOPE_NAMES)} "
+                             f"(to open a path to anyone, use COMFYUI_API_AUTH_PUBLIC_PATHS)")
+        path = path[4:] if path.startswith("/api/") else path  # both twins are one route
+        if is_package_path(path) or is_package_path(path.rstrip("/") or "/"):
+            raise ValueError(f"'{path}' is one of this package's routes; its rule cannot be changed")
+        scopes[path] = scope
+    return scopes
+
+
 def _parse_on_off(text):
     return "on" if _parse_bool(text) else "off"
 
@@ -153,6 +180,7 @@ OPTIONS = {
     "TRUSTED_PROXIES": ("trusted_proxies", _parse_networks),
     "ALLOW_FRAMING": ("allow_framing", _parse_bool),
     "PUBLIC_PATHS": ("public_paths", _parse_paths),
+    "ROUTE_SCOPES": ("route_scopes", _parse_route_scopes),
     "SESSION_TTL": ("session_ttl", _int_range(60, 366 * 24 * 3600)),
     "USAGE_RETENTION_DAYS": ("usage_retention_days", _int_range(1, 10000)),
     "FLUSH_INTERVAL": ("flush_interval", _float_range(0.05, 60)),

@@ -13,6 +13,10 @@ OVERFLOW_ROUTE = ("(other)", "(other)")
 # the ComfyUI page (and the sign-in page) itself, and the files it loads.
 PAGE_LOADS = "(page loads)"
 PAGE_FILES = "(page files)"
+# Requests refused because the key's scopes do not reach the route: counted
+# under "(refused) <route>", shown apart, never charged to the key's limit.
+REFUSED_ROUTE_PREFIX = "(refused) "
+ROUTE_MAX = 200  # the stored route column's width
 
 
 class RouteCells(dict):
@@ -133,11 +137,16 @@ def summarize(rows, days: int, now: float) -> dict:
     ok_total = failed_total = 0
     duration_total = 0.0
 
+    refused: dict[tuple, int] = {}
     for hour, route, method, ok, failed, duration in rows:
         if hour < since:
             continue
         if route in pages:  # page loads are shown apart, never as requests
             pages[route] += ok + failed
+            continue
+        if route.startswith(REFUSED_ROUTE_PREFIX):  # refused for lack of scope: apart, not charged
+            refused_key = (method, route[len(REFUSED_ROUTE_PREFIX):])
+            refused[refused_key] = refused.get(refused_key, 0) + ok + failed
             continue
         day = datetime.datetime.fromtimestamp(hour, datetime.timezone.utc).date().isoformat()
         per_day[day] = per_day.get(day, 0) + ok + failed
@@ -165,4 +174,7 @@ def summarize(rows, days: int, now: float) -> dict:
         ],
         "page_loads": pages[PAGE_LOADS],
         "page_files": pages[PAGE_FILES],
+        "refused_requests": sum(refused.values()),
+        "refused": [{"method": method, "route": route, "requests": count}
+                    for (method, route), count in sorted(refused.items(), key=lambda item: -item[1])],
     }

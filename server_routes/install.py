@@ -21,6 +21,7 @@ from .exit_signals import flush_on_exit_signals
 from .keys_api import KeysApi
 from .middleware import create_middleware
 from .prompt_gate import PromptGate
+from .route_survey import unclassified_routes
 from .sockets import OpenSockets
 
 log = logging.getLogger("comfyui_api_auth")
@@ -99,6 +100,16 @@ class _RedactKeys(logging.Filter):
         return True
 
 
+def note_unclassified_routes(app, runtime):
+    """Find the routes nobody classified and say so once in the log."""
+    runtime.unclassified_routes = unclassified_routes(app, runtime.policy)
+    if runtime.unclassified_routes and runtime.settings.enabled:
+        listed = ", ".join(f"{' '.join(entry['methods'])} {entry['path']}" for entry in runtime.unclassified_routes)
+        log.warning("[api-auth] %d route(s) of other custom nodes are not classified, so a key needs the "
+                    "admin scope there: %s. To open one to keys, set COMFYUI_API_AUTH_ROUTE_SCOPES, "
+                    "e.g. {\"/my_node/\": \"generate\"} (README: Scopes).", len(runtime.unclassified_routes), listed)
+
+
 def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
         logging.getLogger(name).addFilter(_RedactKeys())
@@ -140,6 +151,7 @@ def _wire(prompt_server, runtime, gate, middleware):
         runtime.local_trust = runtime.settings.trust_localhost if loopback_only else "off"
         runtime.trusted_local_possible = runtime.local_trust != "off"
         await runtime.start()
+        note_unclassified_routes(app, runtime)
         if runtime.ready:
             # ComfyUI skips on_shutdown on SIGTERM and Ctrl-C: give unspent quota back there too.
             flush_on_exit_signals(asyncio.get_running_loop(), runtime.flush_sync)

@@ -66,7 +66,7 @@ def _beyond_bootstrap(scopes=(), record=None):
     if not current_principal.get().is_bootstrap:
         return None
     if "admin" in (scopes or ()) or (record is not None and record.is_admin):
-        return error(403, "ADMIN_REQUIRED", LOCAL_BOOTSTRAP_LIMIT)
+        return error(403, "SCOPE_REQUIRED", LOCAL_BOOTSTRAP_LIMIT, required_scope="admin")
     return None
 
 

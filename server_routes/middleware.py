@@ -22,7 +22,8 @@ from ..core import keys as key_format
 from ..core import policy as access
 from ..core.principals import ANONYMOUS
 from ..core.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
-from ..core.usage import PAGE_FILES, PAGE_LOADS
+from ..core.scopes import scope_for_level
+from ..core.usage import PAGE_FILES, PAGE_LOADS, REFUSED_ROUTE_PREFIX, ROUTE_MAX
 from ..service.dbthread import StorageUnavailable
 from ..service.keycache import VERIFIED_BEARERS_MAX
 from .identity import AUTHORIZATION, X_API_KEY, Denied, identifier, unauthorized
@@ -58,6 +59,18 @@ LOCAL_BOOTSTRAP_LIMIT = (
     "ComfyUI console at /login, or run the package's 'set-password' or 'create-key --admin' on the server")
 
 
+def scope_required(principal, level):
+    """403 for a principal whose scopes do not reach a route: one code for
+    every refusal for lack of rights, naming the scope that would."""
+    needed = scope_for_level(level)
+    if principal.is_bootstrap:
+        return error(403, "SCOPE_REQUIRED", LOCAL_BOOTSTRAP_LIMIT, required_scope=needed)
+    key = principal.key
+    held = ", ".join(key.scopes) if key is not None else "none"
+    return error(403, "SCOPE_REQUIRED", f"this needs the '{needed}' scope; this key has: {held}",
+                 required_scope=needed, scopes=list(key.scopes) if key is not None else [])
+
+
 def too_many(key, reset_at, now):
     """429 for a key whose hourly limit is spent (also used by a key sign-in)."""
     reset_in = max(1, reset_at - int(now))
@@ -80,20 +93,24 @@ class RouteFacts:
     """What the middleware needs to know about a matched route, worked out once.
     (A slotted class: its attributes read faster than a named tuple's.)"""
 
-    __slots__ = ("route_class", "usage_key", "usage_cells", "wants_context", "around", "admin_only",
-                 "key_fast_path", "page_cells", "page_directory", "page")
+    __slots__ = ("route_class", "level", "need", "usage_key", "usage_cells", "refused_key", "wants_context",
+                 "around", "key_fast_path", "page_cells", "page_directory", "page")
 
-    def __init__(self, route_class: str, usage_key: tuple, wants_context: bool, around, method: str,
+    def __init__(self, need, usage_key: tuple, wants_context: bool, around, method: str,
                  page_cells=None, page_directory=None, page: bool = False):
-        self.route_class = route_class
+        self.need = need                    # the policy's RouteNeed
+        self.route_class = need.route_class
+        # The least principal.level a key needs here (core.scopes); for a
+        # query-dependent route a level no key has, so the fast path defers.
+        self.level = need.level
         self.usage_key = usage_key          # (route template without the /api twin prefix, method)
         self.usage_cells = None             # where its requests are counted, set when the facts are cached
+        self.refused_key = ((REFUSED_ROUTE_PREFIX + usage_key[0])[:ROUTE_MAX], usage_key[1])  # where refusals for scope go
         self.wants_context = wants_context  # one of this package's routes, which read current_principal
         # What runs the handler on this route, called as around(request, handler,
         # principal, now): the route hooks' wrappers (see route_hooks), such as
         # the prompt gate on POST /prompt; None (the handler alone) elsewhere.
         self.around = around
-        self.admin_only = route_class in access.ADMIN_CLASSES  # a key needs the admin scope
         # A page file (see page_kind): where a key's page loads are counted
         # apart from its requests; None for every other route.
         self.page_cells = page_cells
@@ -145,20 +162,20 @@ def create_middleware(runtime, hooks=()):
         resource = route.resource
         template = resource.canonical if resource is not None else None
         path = access.canonical_path(template)
-        route_class = runtime.policy.classify(template, method)
+        static = isinstance(resource, web.StaticResource)
+        need = runtime.policy.classify(template, method, static)
         page = page_kind(resource, path, method)
         around = wrapper_for(hooks, path, method) if path is not None else None
         facts = RouteFacts(
-            route_class=route_class,
+            need=need,
             usage_key=("(static)" if path == "" else (path or "(unmatched)"), method),
             # The sign-in page's handler does not read the principal.
             wants_context=page is None and any(path == rule_path for rule_path, _ in access.BUILTIN_RULES),
             around=around,
             method=method,
             page_cells=usage.cells_for((page, method)) if page is not None else None,
-            page_directory=str(resource.get_info()["directory"]) if isinstance(resource, web.StaticResource) else None,
-            page=not runtime.settings.allow_framing and (
-                path in PAGE_PATHS or isinstance(resource, web.StaticResource)))
+            page_directory=str(resource.get_info()["directory"]) if static else None,
+            page=not runtime.settings.allow_framing and (path in PAGE_PATHS or static))
         if resource is not None and len(facts_by_route) + len(facts_by_route_and_method) < ROUTE_FACTS_MAX:
             # Cells only for cached facts: unmatched requests, anyone's, must not
             # make one per invented path or method.
@@ -169,11 +186,9 @@ def create_middleware(runtime, hooks=()):
                 facts_by_route[route] = facts
         return facts
 
-    def refuse(request, principal, decision):
-        if decision == access.FORBIDDEN and principal.is_bootstrap:
-            return error(403, "ADMIN_REQUIRED", LOCAL_BOOTSTRAP_LIMIT)
+    def refuse(request, principal, decision, level):
         if decision == access.FORBIDDEN:
-            return error(403, "ADMIN_REQUIRED", "this route needs an admin; your key does not have the admin scope")
+            return scope_required(principal, level)
         if decision == access.NEED_KEY:
             return unauthorized("KEY_REQUIRED", "this route reports the calling key's usage: send the key as "
                                  "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
@@ -183,6 +198,12 @@ def create_middleware(runtime, hooks=()):
             return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
         return unauthorized("AUTH_REQUIRED", "sign in at /login, or send an API key as 'Authorization: Bearer <key>'"
                              + (" (or call from this machine)" if runtime.local_trust == "on" else ""))
+
+    def note_refused(key, facts, now):
+        """A key refused for lack of scope: in its usage as refused, not charged to its limit."""
+        if not hour_clock.start <= now < hour_clock.end:
+            hour_clock.roll(now)
+        usage.record(usage.cells_for(facts.refused_key), key.pk, False, 0.0, now, hour_clock.window)
 
     def bearer_principal(headers, authorization, facts):
         """The principal of a lone, valid, active ``Authorization: Bearer <key>``
@@ -202,7 +223,7 @@ def create_middleware(runtime, hooks=()):
             if len(verified) >= VERIFIED_BEARERS_MAX:
                 verified.clear()
             verified[authorization] = principal
-        if (not principal.key.is_active or (facts.admin_only and not principal.is_admin)
+        if (not principal.key.is_active or principal.level < facts.level
                 or X_API_KEY in headers or len(headers.getall(AUTHORIZATION)) != 1):
             return None
         return principal
@@ -298,9 +319,12 @@ def create_middleware(runtime, hooks=()):
                 handler = functools.partial(_guard_frames, handler)
             try:
                 principal = identify(request, headers, now)
-                decision = runtime.policy.decide(principal, facts.route_class)
+                level = facts.level if facts.need.query_rule is None else facts.need.level_for(request.query)
+                decision = runtime.policy.decide(principal, facts.route_class, level)
                 if decision != access.ALLOW:
-                    raise Denied(refuse(request, principal, decision))
+                    if decision == access.FORBIDDEN and principal.key is not None:
+                        note_refused(principal.key, facts, now)
+                    raise Denied(refuse(request, principal, decision, level))
             except Denied as denied:
                 return denied.response
             key = principal.key

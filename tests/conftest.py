@@ -116,6 +116,9 @@ def requests_this_hour(admin, host, key):
     return admin.get(host.url(f"/api/keys/{key['key_id']}"), timeout=10).json()["requests_this_hour"]
 
 
+OTHER_NODES = [os.path.join(os.path.dirname(__file__), "other_nodes", name) for name in ("manager_like", "unknown_node")]
+
+
 class Host(StandIn):
     """One ComfyUI stand-in process with the package installed (see ``standin.StandIn``).
 
@@ -124,8 +127,10 @@ class Host(StandIn):
     unless the test sets the variable or asks for the shipped default with
     ``local_admin=False`` (``bootstrap``: non-admin keys only, until an admin exists)."""
 
-    def __init__(self, workdir, env=None, listen="127.0.0.1", extra_args=(), local_admin=True):
+    def __init__(self, workdir, env=None, listen="127.0.0.1", extra_args=(), local_admin=True, other_nodes=True):
         env = dict(env or {})
+        if other_nodes:  # as a real ComfyUI has other custom nodes beside this one (tests/other_nodes)
+            extra_args = [*extra_args, *(arg for name in OTHER_NODES for arg in ("--custom-node", name))]
         if local_admin and env.get("COMFYUI_API_AUTH", "enable") == "enable":
             env.setdefault("COMFYUI_API_AUTH_TRUST_LOCALHOST", "on")
         super().__init__(workdir, env=env, listen=listen, extra_args=extra_args)

@@ -754,7 +754,7 @@ def test_method_overrides_are_not_honoured(server, keys, victim):
             # a plain key cannot create by asking for a "safe" method
             answer = send(server, "POST", "/api/keys", JSON + [(header, "GET"), ("X-API-Key", keys["plain"]["api_key"])],
                           b'{"name": "override"}')
-            refused(answer, 403, "ADMIN_REQUIRED")
+            refused(answer, 403, "SCOPE_REQUIRED")
             # nor can anonymous
             refused(send(server, "POST", "/api/keys", REMOTE + JSON + [(header, "GET")], b'{"name": "o"}'), 401)
         for query in ("_method=DELETE", "_method=PATCH", "method=DELETE", "X-HTTP-Method-Override=DELETE"):

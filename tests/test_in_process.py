@@ -104,7 +104,7 @@ async def test_a_key_without_the_admin_scope_gets_403_on_an_admin_route(aiohttp_
         _, admin = await runtime.key_store.create_key("ops", 100, {}, ["admin"])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         response = await client.get("/api/keys", headers=bearer(plain))
-        assert response.status == 403 and (await response.json())["error_code"] == "ADMIN_REQUIRED"
+        assert response.status == 403 and (await response.json())["error_code"] == "SCOPE_REQUIRED"
         assert (await client.get("/api/keys")).status == 401  # anonymous, even in enable mode
         assert (await client.get("/api/keys", headers=bearer(admin))).status == 200
         assert calls == ["/api/keys"]

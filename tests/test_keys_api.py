@@ -218,7 +218,7 @@ def test_a_plain_key_cannot_manage_keys_but_an_admin_key_can(make_host):
                          ("patch", f"/api/keys/{plain['key_id']}"), ("delete", f"/api/keys/{plain['key_id']}")):
         response = getattr(requests, method)(exposed.url(path), headers=as_plain, json={"rate_limit": 10**9})
         assert response.status_code == 403, (method, path, response.text)
-        assert response.json()["error_code"] == "ADMIN_REQUIRED"
+        assert response.json()["error_code"] == "SCOPE_REQUIRED"
     assert exposed.get(f"/api/keys/{plain['key_id']}", headers=admin).json()["rate_limit"] == 100
 
 

@@ -122,7 +122,7 @@ def test_through_a_forwarder_bootstrap_manages_non_admin_keys_only(make_host, fo
     ]
     for response in refused:
         assert response.status_code == 403, (response.request.method, response.request.url, response.text)
-        assert response.json()["error_code"] == "ADMIN_REQUIRED"
+        assert response.json()["error_code"] == "SCOPE_REQUIRED"
         assert "setup code" in response.json()["error"]
     status = requests.get(remote.url("/api/auth/status"), timeout=10).json()
     assert status["trust_localhost"] == "bootstrap" and status["local_bootstrap"] is True

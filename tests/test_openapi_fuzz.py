@@ -156,7 +156,7 @@ def test_each_documented_answer_matches_the_description(live, key_headers):
         (302, None, requests.get(url("/api/keys"), headers=dict(remote, Accept="text/html"), allow_redirects=False,
                                  timeout=10)),
         (401, "AUTH_REQUIRED", requests.get(url("/api/keys"), headers=remote, timeout=10)),
-        (403, "ADMIN_REQUIRED", requests.get(url("/api/keys"), headers=with_key, timeout=10)),
+        (403, "SCOPE_REQUIRED", requests.get(url("/api/keys"), headers=with_key, timeout=10)),
         (401, "MALFORMED_KEY", requests.get(url("/api/keys"), headers={"X-API-Key": "comfy_x"}, timeout=10)),
         (404, "KEY_NOT_FOUND", requests.get(url("/api/keys/nokey"), timeout=10)),
         (400, "INVALID_FIELD", requests.get(url("/api/keys/nokey?days=0"), timeout=10)),
@@ -246,7 +246,7 @@ def test_served_description_is_the_file_and_admin_only(live, key_headers):
         for path in ("/api/auth/openapi.json", "/auth/openapi.json"):
             refused = live.get(path, headers=headers)
             assert refused.status_code == status, (path, headers, refused.text)
-            assert refused.json()["error_code"] in ("AUTH_REQUIRED", "ADMIN_REQUIRED")
+            assert refused.json()["error_code"] in ("AUTH_REQUIRED", "SCOPE_REQUIRED")
             assert "paths" not in refused.text
 
 
