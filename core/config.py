@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .policy import is_package_path
+from .policy import BUILTIN_RULES, is_package_path
 
 ENV_PREFIX = "COMFYUI_API_AUTH"
 MODES = ("enable", "require", "off")
@@ -129,7 +129,8 @@ def _parse_route_scopes(text):
             raise ValueError(f"'{path}': scope must be one of {', '.join(ROUTE_SCOPE_NAMES)} "
                              f"(to open a path to anyone, use COMFYUI_API_AUTH_PUBLIC_PATHS)")
         path = path[4:] if path.startswith("/api/") else path  # both twins are one route
-        if is_package_path(path) or is_package_path(path.rstrip("/") or "/"):
+        covered = path.endswith("/") and any(rule.startswith(path) for rule, _ in BUILTIN_RULES)
+        if covered or is_package_path(path) or is_package_path(path.rstrip("/") or "/"):
             raise ValueError(f"'{path}' is one of this package's routes; its rule cannot be changed")
         scopes[path] = scope
     return scopes

@@ -95,6 +95,25 @@ def query_database(host, sql):
     return query_url("sqlite:///" + host_db_file(host), sql)
 
 
+def change_database(host, *statements):
+    """Run statements on a host's database and commit (as another program would)."""
+    url = host.own_database or host.env.get("COMFYUI_API_AUTH_DB", "")
+    if url.startswith("postgres"):
+        import psycopg2
+        connection = psycopg2.connect(url)
+        with connection, connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+        connection.close()
+        return
+    import sqlite3
+    connection = sqlite3.connect(host_db_file(host))
+    with connection:
+        for statement in statements:
+            connection.execute(statement)
+    connection.close()
+
+
 def concurrent_gets(url, headers, count):
     """``count`` GETs sent at once: [(status, headers)]."""
     import asyncio
