@@ -130,9 +130,11 @@ COMFYUI_0_3_64 = {
     ("/users", "GET"): rule(READ, PER_USER),
     ("/users", "POST"): rule(ADMIN),  # creates a user
     ("/settings", "GET"): rule(READ, PER_USER),
-    ("/settings", "POST"): rule(GENERATE, PER_USER),
+    # Its own settings, in its own user folder: the frontends save a few as
+    # every page loads (Comfy.InstalledVersion...), so a read key may too.
+    ("/settings", "POST"): rule(READ, PER_USER),
     ("/settings/{id}", "GET"): rule(READ, PER_USER),
-    ("/settings/{id}", "POST"): rule(GENERATE, PER_USER),
+    ("/settings/{id}", "POST"): rule(READ, PER_USER),
     ("/userdata", "GET"): rule(READ, PER_USER),
     ("/v2/userdata", "GET"): rule(READ, PER_USER),
     ("/userdata/{file}", "GET"): rule(READ, PER_USER),
