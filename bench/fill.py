@@ -91,7 +91,7 @@ def create_keys(url, keys) -> dict:
         for name, rate_limit in keys:
             made = new_key(key_format)
             repository.create_key(database, **made.stored, name=name,
-                                  rate_limit=rate_limit, metadata={"bench": True}, scopes=[], now=time.time())
+                                  rate_limit=rate_limit, metadata={"bench": True}, scopes=["generate"], now=time.time())
             created[name] = made.plaintext
     finally:
         database.close()
@@ -119,7 +119,7 @@ def add_filler_keys(url, count, name_prefix="filler", with_revision_per_key=Fals
                 for i in range(count):
                     repository.create_key(database, **new_key(key_format).stored,
                                           name=f"{name_prefix}-{i}", rate_limit=100, metadata={},
-                                          scopes=[], now=now)
+                                          scopes=["generate"], now=now)
             else:
                 revision = repository._next_revision()
                 rows = []
@@ -130,7 +130,7 @@ def add_filler_keys(url, count, name_prefix="filler", with_revision_per_key=Fals
                     rows.append({
                         "key_id": secrets.token_hex(8), "key_hash": key_format.hash_key(secret.hex()),
                         "prefix": "comfy_" + secret.hex()[:4], "name": f"{name_prefix}-{i}",
-                        "rate_limit": 100, "is_active": True, "metadata": "{}", "scopes": "",
+                        "rate_limit": 100, "is_active": True, "metadata": "{}", "scopes": "generate",
                         "created_at": now, "updated_at": now, "last_used": None, "deleted_at": None,
                         "revision": revision,
                     })
