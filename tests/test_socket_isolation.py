@@ -199,6 +199,30 @@ def test_a_prompt_without_client_id_sends_its_messages_to_nobody_but_status_to_a
     asyncio.run(go())
 
 
+def test_principals_without_a_key_get_their_own_prompts_messages(team):
+    """The admin password's session and (enable) the anonymous caller own their ids
+    and their prompts' messages, and do not get each other's."""
+    host = team.host
+
+    async def go():
+        async with aiohttp.ClientSession() as client:
+            principals = [team.admin] + ([{}] if team.mode == "enable" else [])
+            sockets = [await watch(client, host, headers) for headers in principals]
+            alice = await watch(client, host, team.alice)
+            for headers, socket in zip(principals, sockets):
+                response = await post(host, "/prompt", headers, prompt=workflow(), client_id=socket.sid)
+                assert response.status_code == 200, response.text
+                await socket.until(finished(response.json()["prompt_id"]))
+                assert "executed" in socket.types() and ("binary", 1) in socket.messages
+            await asyncio.sleep(0.5)
+            assert alice.about_prompts() == []
+            for socket in sockets:  # each got its own prompt's messages only
+                assert len({m["data"]["prompt_id"] for m in socket.about_prompts()
+                            if isinstance(m, dict) and "prompt_id" in m["data"]}) == 1
+
+    asyncio.run(go())
+
+
 # ---- a client id belongs to the first principal that uses it -----------------------------------
 
 def test_a_handshake_with_someone_elses_client_id_gets_a_fresh_sid_and_leaves_hers_alone(team):
