@@ -14,9 +14,11 @@ import sys
 
 from aiohttp import web
 
+from ..core.client_ids import ClientIdOwners
 from ..core.proxies import is_loopback
 from ..runtime import AuthRuntime, default_data_dir
 from .auth_api import AuthApi
+from .client_ids import ClientIds, route_prompt_messages
 from .exit_signals import flush_on_exit_signals
 from .keys_api import KeysApi
 from .middleware import create_middleware
@@ -121,13 +123,16 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     gate = PromptGate(runtime)
     sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {})
     runtime.keys.access_changed = sockets.sweep
-    middleware = create_middleware(runtime, hooks=(gate, sockets))
+    # Outermost first: a prompt naming someone else's client id is refused before the gate counts it.
+    client_ids = ClientIds(ClientIdOwners(), runtime.clock)
+    middleware = create_middleware(runtime, hooks=(client_ids, gate, sockets))
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.
     app.middlewares.insert(0, middleware)
     try:
         _wire(prompt_server, runtime, gate, middleware)
+        route_prompt_messages(prompt_server, client_ids.owners.owners, runtime.jobs.owner)
     except Exception as error:
         runtime.fail(f"installing the package failed: {type(error).__name__}: {error}")
         raise
