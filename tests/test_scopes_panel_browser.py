@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from browser_support import screenshot
-from test_panel_browser import browser, context, no_dialog, open_panel, row, toast, watch  # noqa: F401 (fixtures)
+from test_panel_browser import (  # noqa: F401 (browser and context are fixtures)
+    assert_fits, browser, context, narrow_sidebar, no_dialog, open_panel, row, toast, watch)
 
 pytestmark = pytest.mark.browser
 
@@ -125,9 +126,11 @@ def test_the_access_card_shows_unclassified_routes_and_route_scopes(context, hos
     (runtime.unclassified_routes, COMFYUI_API_AUTH_ROUTE_SCOPES), from an
     answer shaped as openapi.json's Access schema."""
     real = host.get("/api/auth/access").json()
+    long_path = "/a_custom_node_with_a_long_name/" + "segment/" * 8 + "{parameter}"
     answer = dict(real, unclassified_routes=[{"path": "/my_node/run", "methods": ["GET", "POST"]},
-                                             {"path": "/other_node/{name}", "methods": ["GET"]}],
-                  route_scopes={"/my_node/": "generate", "/gallery/list": "read"})
+                                             {"path": "/other_node/{name}", "methods": ["GET"]},
+                                             {"path": long_path, "methods": ["DELETE"]}],
+                  route_scopes={"/my_node/": "generate", "/gallery/list": "read", long_path: "admin"})
     page = context.new_page()
     page.route(re.compile(r".*/api/auth/access$"),
                lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(answer)))
@@ -135,12 +138,16 @@ def test_the_access_card_shows_unclassified_routes_and_route_scopes(context, hos
     card = page.get_by_test_id("access")
     listed = card.get_by_test_id("unclassified-routes")
     listed.wait_for()  # routes nobody classified: the card opens by itself
-    assert listed.locator("li").all_inner_texts() == ["GET, POST /my_node/run", "GET /other_node/{name}"]
-    assert "2 unclassified routes" in card.get_by_test_id("access-summary").inner_text()
+    assert listed.locator("li").all_inner_texts() == ["GET, POST /my_node/run", "GET /other_node/{name}",
+                                                      f"DELETE {long_path}"]
+    assert "3 unclassified routes" in card.get_by_test_id("access-summary").inner_text()
     scopes = card.get_by_test_id("route-scopes").inner_text()
-    assert re.search(r"/my_node/\s+Generate", scopes) and re.search(r"/gallery/list\s+Read", scopes), scopes
+    assert "/my_node/ \u2192 Generate" in scopes and "/gallery/list \u2192 Read" in scopes, scopes
     assert "None: every scope may queue every installed node." in card.inner_text()
     screenshot(card, "nodes-access-unclassified.png")
+    narrow_sidebar(page)  # long paths wrap in a 320 px sidebar
+    assert_fits(page)
+    screenshot(page, "nodes-access-320px.png")
 
 
 def test_scope_required_is_explained_in_plain_words(context, make_host):

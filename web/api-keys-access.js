@@ -83,8 +83,8 @@ export const withAccess = (Base) => class Access extends Base {
       h("p", { class: "cak-hint" }, "Set by ", code("COMFYUI_API_AUTH_ROUTE_SCOPES"),
         ": a path, or a prefix ending in /, and the scope a key needs there."),
       overrides.length
-        ? h("dl", { class: "cak-facts", "data-testid": "route-scopes" }, overrides.map(([path, scope]) =>
-          [h("dt", {}, code(path)), h("dd", { text: scopeLabel(scope) })]))
+        ? h("ul", { class: "cak-access-list", "data-testid": "route-scopes" }, overrides.map(([path, scope]) =>
+          h("li", {}, code(path), ` \u2192 ${scopeLabel(scope)}`)))
         : none("None."),
       h("h4", { class: "cak-subtitle", text: "Node rules" }),
       h("p", { class: "cak-hint" }, "Set by ", code("COMFYUI_API_AUTH_NODE_RULES"),
