@@ -9,6 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from .node_rules import NO_RULES, NodeRules, parse_node_rules
 from .policy import BUILTIN_RULES, is_package_path
 
 ENV_PREFIX = "COMFYUI_API_AUTH"
@@ -47,6 +48,7 @@ class Settings:
     max_sessions_per_key: int = 10  # live sessions opened with one key; the oldest ends first
     max_admin_sessions: int = 50  # live sessions opened with the admin password
     audit_retention_days: int = 90
+    node_rules: NodeRules = NO_RULES  # node classes each scope may queue (core.node_rules); none: all
 
     @property
     def enabled(self) -> bool:
@@ -193,6 +195,7 @@ OPTIONS = {
     "MAX_SESSIONS_PER_KEY": ("max_sessions_per_key", _int_range(1, 10000)),
     "MAX_ADMIN_SESSIONS": ("max_admin_sessions", _int_range(1, 10000)),
     "AUDIT_RETENTION_DAYS": ("audit_retention_days", _int_range(1, 100000)),
+    "NODE_RULES": ("node_rules", parse_node_rules),
 }
 
 

@@ -74,7 +74,7 @@ class Principal:
     def describe(self) -> dict:
         info = {"kind": self.kind, "via": self.via}
         if self.key is not None:
-            info.update(key_id=self.key.key_id, name=self.key.name)
+            info.update(key_id=self.key.key_id, name=self.key.name, scopes=list(self.key.scopes))
         return info
 
 

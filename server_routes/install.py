@@ -17,11 +17,13 @@ from aiohttp import web
 from ..core.client_ids import ClientIdOwners
 from ..core.proxies import is_loopback
 from ..runtime import AuthRuntime, default_data_dir
+from .access_api import AccessApi
 from .auth_api import AuthApi
 from .client_ids import ClientIds, route_prompt_messages
 from .exit_signals import flush_on_exit_signals
 from .keys_api import KeysApi
 from .middleware import create_middleware
+from .node_rules import NodeRulesHook
 from .prompt_gate import PromptGate
 from .route_survey import unclassified_routes
 from .sockets import OpenSockets
@@ -123,9 +125,10 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     gate = PromptGate(runtime)
     sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {})
     runtime.keys.access_changed = sockets.sweep
-    # Outermost first: a prompt naming someone else's client id is refused before the gate counts it.
+    # Outermost first: a prompt naming someone else's client id, or a node its
+    # scope may not run, is refused before the gate counts it.
     client_ids = ClientIds(ClientIdOwners(), runtime.clock)
-    middleware = create_middleware(runtime, hooks=(client_ids, gate, sockets))
+    middleware = create_middleware(runtime, hooks=(client_ids, NodeRulesHook(runtime), gate, sockets))
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.
@@ -143,6 +146,7 @@ def _wire(prompt_server, runtime, gate, middleware):
     prompt_server.app[RUNTIME_KEY] = runtime
     KeysApi(runtime).register(prompt_server.routes)
     AuthApi(runtime).register(prompt_server.routes)
+    AccessApi(runtime).register(prompt_server.routes)
     prompt_server.add_on_prompt_handler(gate.on_prompt)
     runtime.job_watch.prompt_queue = lambda: getattr(prompt_server, "prompt_queue", None)
     app = prompt_server.app

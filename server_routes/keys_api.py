@@ -167,6 +167,7 @@ class KeysApi:
             "key_id": record.key_id,
             "key_name": record.name,
             "rate_limit": record.rate_limit,
+            "scopes": list(record.scopes),
             "job_limits": {"prompts_per_hour": record.prompts_per_hour, "max_waiting": record.max_waiting},
             "requests_this_hour": (await self.runtime.key_store.requests_this_hour([record.pk]))[record.pk],
             "usage_stats": await self.runtime.key_store.usage_stats(record, days),

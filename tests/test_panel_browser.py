@@ -240,7 +240,7 @@ def test_key_lifecycle_through_the_panel(context, host):
     page.get_by_test_id("key-count").filter(has_text="3 keys").wait_for()
     created = [k for k in host.get("/api/keys").json()["keys"] if k["name"] == "CI render bot"][0]
     assert created["rate_limit"] == 250 and created["metadata"] == {"team": "render", "env": "ci"}
-    assert created["scopes"] == []
+    assert created["scopes"] == ["generate"]  # the scope picker's preselected choice
     screenshot(page, "panel-list.png")
 
     # usage of the busy key: chart, top endpoints, successes against failures
@@ -808,10 +808,11 @@ def test_bootstrap_local_browser_creates_non_admin_keys_and_is_told_how_to_becom
     assert "setup code" in note.inner_text() and f"python custom_nodes/{FOLDER} set-password" in note.inner_text()
     assert page.get_by_role("button", name="Set admin password").count() == 0
     assert page.get_by_test_id("activity").is_hidden(), "the activity is for admins"
+    assert page.get_by_test_id("access").is_hidden(), "so is the access view"
 
     page.get_by_role("button", name="New key").click()
     dialog = page.get_by_role("dialog", name="New API key")
-    assert dialog.get_by_role("checkbox").is_disabled()  # no admin keys from here
+    assert dialog.get_by_role("radio", name="Admin").is_disabled()  # no admin keys from here
     assert "Only an admin can make admin keys" in dialog.inner_text()
     dialog.get_by_label("Name", exact=True).fill("laptop script")
     dialog.get_by_role("button", name="Create key").click()
@@ -820,7 +821,7 @@ def test_bootstrap_local_browser_creates_non_admin_keys_and_is_told_how_to_becom
     assert requests.get(host.url("/api/usage"), headers={"X-API-Key": secret}, timeout=10).status_code == 200
     page.keyboard.press("Escape")
     row(page, "laptop script").wait_for()
-    assert [k["scopes"] for k in host.get("/api/keys").json()["keys"]] == [[]]
+    assert [k["scopes"] for k in host.get("/api/keys").json()["keys"]] == [["generate"]]
     assert not api_calls(seen, r"/api/audit")
     assert not page.locator(".p-toast-message-error").count()
     screenshot(page, "panel-bootstrap.png")

@@ -8,6 +8,7 @@ import {
   InputError, LIMITS, formatNumber, metadataFromRows, parseJobLimit, parseMetadataJson, parseRateLimit,
   rowsFromMetadata, validateName,
 } from "./api-keys-lib.js";
+import { keyScope, scopePicker } from "./api-keys-scopes.js";
 import { jobLimitsOf } from "./api-keys-usage.js";
 
 /**
@@ -234,9 +235,10 @@ export function jobLimitsEditor(limits) {
 
 /**
  * The create/edit form; `read()` returns validated fields or throws InputError.
- * `bootstrap`: the local bootstrap, which may not make admin keys.
+ * `bootstrap`: the local bootstrap, which may not make admin keys;
+ * `summaries`: what each scope allows, in the server's words (GET /auth/access).
  */
-export function keyForm(key, { bootstrap = false } = {}) {
+export function keyForm(key, { bootstrap = false, summaries } = {}) {
   const name = textField("Name", {}, `1 to ${LIMITS.NAME_MAX} characters, such as the script or person using it.`);
   const rate = textField("Rate limit (requests per hour)", { inputmode: "numeric" },
     `0 to ${formatNumber(LIMITS.RATE_LIMIT_MAX)}; 0 blocks every request.`);
@@ -244,26 +246,20 @@ export function keyForm(key, { bootstrap = false } = {}) {
   rate.input.value = String(key ? key.rate_limit : LIMITS.DEFAULT_RATE_LIMIT);
   const meta = metadataEditor(key ? key.metadata : {});
   const jobs = jobLimitsEditor(jobLimitsOf(key));
-  const adminId = uid("admin");
-  const admin = h("input", { id: adminId, type: "checkbox", checked: !!key && (key.scopes || []).includes("admin"), disabled: bootstrap });
-  const scope = h("div", { class: "cak-check" }, admin,
-    h("label", { for: adminId }, h("strong", { text: "Admin key" }),
-      h("span", { class: "cak-hint", text: bootstrap
-        ? " Only an admin can make admin keys (sign in as admin first)."
-        : " Can create, change and revoke keys. Give it only to people you trust with the whole server." })));
+  const scope = scopePicker(key ? keyScope(key.scopes) : null, { bootstrap, summaries });
   const fields = {
     name, rate_limit: rate, metadata: meta,
-    prompts_per_hour: jobs.perHour, max_waiting: jobs.waiting, job_limits: jobs,
+    prompts_per_hour: jobs.perHour, max_waiting: jobs.waiting, job_limits: jobs, scopes: scope,
   };
   const focusField = (field, message) => {
-    if (field === meta) meta.focus();
+    if (field === meta || field === scope) field.focus();
     else if (field === jobs) jobs.focusFor(message);
     else field.input.focus();
   };
   // Outside a modal dialog everything is inert, toasts included: say it here too.
   const formError = h("p", { class: "cak-error-text cak-form-error", role: "alert", hidden: true });
   return {
-    nodes: [name.wrap, rate.wrap, jobs.wrap, meta.wrap, scope, formError],
+    nodes: [name.wrap, scope.wrap, rate.wrap, jobs.wrap, meta.wrap, formError],
     first: name.input,
     showServerError: (error) => {
       const field = fields[error?.field];
@@ -294,7 +290,7 @@ export function keyForm(key, { bootstrap = false } = {}) {
       attempt("metadata", () => meta.read());
       attempt("prompts_per_hour", () => parseJobLimit(jobs.perHour.input.value, "prompts_per_hour"));
       attempt("max_waiting", () => parseJobLimit(jobs.waiting.input.value, "max_waiting"));
-      result.scopes = admin.checked ? ["admin"] : [];
+      result.scopes = [scope.read()];
       if (errors.length) {
         focusField(fields[errors[0].field]);
         return null;

@@ -7,11 +7,17 @@
 import { h, icon, uid } from "./api-keys-dom.js";
 import { keyForm, openDialog } from "./api-keys-forms.js";
 import { copyText } from "./api-keys-lib.js";
+import { keyScope } from "./api-keys-scopes.js";
 import { jobLimitsOf } from "./api-keys-usage.js";
 
 export const withKeyActions = (Base) => class KeyActions extends Base {
+  /** The key form's options: the bootstrap may not make admin keys; scope texts in the server's words. */
+  formOptions() {
+    return { bootstrap: !!this.status?.local_bootstrap, summaries: this.access?.scopes };
+  }
+
   openCreateDialog(opener) {
-    const form = keyForm(null, { bootstrap: !!this.status?.local_bootstrap });
+    const form = keyForm(null, this.formOptions());
     const submit = h("button", { type: "submit", class: "cak-btn cak-btn-primary" }, icon("pi-key"), "Create key");
     const dialog = openDialog(this, {
       title: "New API key", opener, initialFocus: form.first,
@@ -111,7 +117,7 @@ export const withKeyActions = (Base) => class KeyActions extends Base {
   openEditDialog(keyId, opener) {
     const key = this.findKey(keyId);
     if (!key) return;
-    const form = keyForm(key, { bootstrap: !!this.status?.local_bootstrap });
+    const form = keyForm(key, this.formOptions());
     const submit = h("button", { type: "submit", class: "cak-btn cak-btn-primary" }, "Save");
     const dialog = openDialog(this, {
       title: `Edit “${key.name}”`, opener, initialFocus: form.first,
@@ -126,7 +132,7 @@ export const withKeyActions = (Base) => class KeyActions extends Base {
           if (fields.name !== key.name) changes.name = fields.name;
           if (fields.rate_limit !== key.rate_limit) changes.rate_limit = fields.rate_limit;
           if (JSON.stringify(fields.metadata) !== JSON.stringify(key.metadata ?? {})) changes.metadata = fields.metadata;
-          if (fields.scopes.join() !== [...(key.scopes || [])].sort().join()) changes.scopes = fields.scopes;
+          if (fields.scopes[0] !== keyScope(key.scopes)) changes.scopes = fields.scopes;
           // PATCH replaces both workflow limits: always send the pair.
           const limits = jobLimitsOf(key);
           if (fields.job_limits.prompts_per_hour !== limits.prompts_per_hour

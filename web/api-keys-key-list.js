@@ -7,6 +7,7 @@
 
 import { glyph, h, icon, srOnly, uid } from "./api-keys-dom.js";
 import { LIMITS, formatDate, formatDateTime, formatNumber, formatRelative } from "./api-keys-lib.js";
+import { describeScope, keyScope, scopeLabel } from "./api-keys-scopes.js";
 import { describeJobLimits, hourMeter, jobLimitsOf, usageView } from "./api-keys-usage.js";
 
 export const SORTS = {
@@ -19,9 +20,10 @@ export const PAGE = 200; // rows rendered at once; "Show more" adds another page
 export const withKeyList = (Base) => class KeyList extends Base {
   async showManager() {
     if (!this.manager) this.buildManager();
-    if (this.manager.parentNode !== this.content) this.content.replaceChildren(this.manager, this.activityBox);
+    if (this.manager.parentNode !== this.content) this.content.replaceChildren(this.manager, this.accessBox, this.activityBox);
     this.activityBox.hidden = !this.status.is_admin;  // the audit trail is for admins, not the local bootstrap
-    await this.loadKeys();
+    this.accessBox.hidden = !this.status.is_admin;  // so is the access view
+    await Promise.all([this.loadKeys(), this.status.is_admin ? this.loadAccess() : null]);
     if (this.activity.open) await this.loadActivity();
   }
 
@@ -76,6 +78,7 @@ export const withKeyList = (Base) => class KeyList extends Base {
           h("label", { for: sortId, text: "Sort" }), this.sortSelect, this.sortDirButton, this.countText)),
       this.list, this.moreButton, this.emptyText);
     this.activityBox = this.buildActivity();
+    this.accessBox = this.buildAccess();
   }
 
   renderSortDir() {
@@ -168,7 +171,7 @@ export const withKeyList = (Base) => class KeyList extends Base {
     const cached = this.rows.get(key.key_id);
     if (cached && cached.sig === sig) return cached;
     const detailId = `cak-detail-${key.key_id}`;
-    const isAdmin = (key.scopes || []).includes("admin");
+    const scope = keyScope(key.scopes);
     const isMe = this.status?.principal?.key_id === key.key_id;
     const button = h("button", {
       type: "button", class: "cak-row-main", "aria-expanded": "false", "aria-controls": detailId,
@@ -177,7 +180,10 @@ export const withKeyList = (Base) => class KeyList extends Base {
     h("span", { class: "cak-row-title" },
       h("span", { class: "cak-name-text", text: key.name }),
       key.is_active ? null : h("span", { class: "cak-chip cak-chip-off", text: "Disabled" }),
-      isAdmin ? h("span", { class: "cak-chip cak-chip-admin", text: "Admin" }) : null,
+      h("span", {
+        class: `cak-chip cak-chip-scope${scope === "admin" ? " cak-chip-admin" : ""}`, "data-testid": "key-scope",
+        title: describeScope(scope, this.access?.scopes), text: scope ? scopeLabel(scope) : "No scope",
+      }),
       isMe ? h("span", { class: "cak-chip", text: "You" }) : null,
       h("span", { class: "cak-chevron", "aria-hidden": "true", text: "\u203a" })),
     h("span", { class: "cak-row-meta" },
@@ -214,7 +220,6 @@ export const withKeyList = (Base) => class KeyList extends Base {
     const { key, detail, button } = row;
     button.setAttribute("aria-expanded", "true");
     detail.hidden = false;
-    const isAdmin = (key.scopes || []).includes("admin");
     const metadata = key.metadata || {};
     const entries = Object.entries(metadata);
     const flat = entries.every(([, v]) => typeof v === "string" || typeof v === "number" || typeof v === "boolean");
@@ -242,7 +247,7 @@ export const withKeyList = (Base) => class KeyList extends Base {
         h("dt", { text: "Status" }), h("dd", { text: key.is_active ? "Active" : "Disabled: requests with it get 401" }),
         h("dt", { text: "Rate limit" }), h("dd", { text: `${formatNumber(key.rate_limit)} requests per hour` }),
         h("dt", { text: "Workflow limits" }), h("dd", { "data-testid": "job-limits", text: describeJobLimits(jobLimitsOf(key)) }),
-        h("dt", { text: "Scope" }), h("dd", { text: isAdmin ? "Admin (can manage keys)" : "Regular" }),
+        h("dt", { text: "Scope" }), h("dd", { "data-testid": "scope-detail", text: describeScope(keyScope(key.scopes), this.access?.scopes) }),
         h("dt", { text: "Created" }), h("dd", { text: formatDateTime(key.created_at) }),
         h("dt", { text: "Last used" }), h("dd", { text: key.last_used ? formatDateTime(key.last_used) : "Never" })));
     this.loadKeyUsage(key.key_id, usageSlot);

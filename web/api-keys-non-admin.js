@@ -6,6 +6,7 @@
 
 import { h } from "./api-keys-dom.js";
 import { LIMITS } from "./api-keys-lib.js";
+import { describeScope, keyScope } from "./api-keys-scopes.js";
 import { describeJobLimits, hourMeter, jobLimitsOf, usageView } from "./api-keys-usage.js";
 
 export const withNonAdminViews = (Base) => class NonAdminViews extends Base {
@@ -64,10 +65,13 @@ export const withNonAdminViews = (Base) => class NonAdminViews extends Base {
     try {
       const usage = await this.request(`/usage?days=${LIMITS.USAGE_DAYS}`);
       if (this.destroyed) return;
+      this.ownScope = keyScope(usage.scopes);
       slot.replaceChildren(
         h("dl", { class: "cak-facts" },
           h("dt", { text: "Name" }), h("dd", { class: "cak-name-text", text: usage.key_name }),
           h("dt", { text: "Key ID" }), h("dd", {}, h("code", { class: "cak-code", text: usage.key_id })),
+          Array.isArray(usage.scopes)
+            ? [h("dt", { text: "Scope" }), h("dd", { "data-testid": "own-scope", text: describeScope(this.ownScope) })] : null,
           h("dt", { text: "This hour" }), h("dd", {}, hourMeter(usage.requests_this_hour, usage.rate_limit)),
           usage.job_limits ? [h("dt", { text: "Workflow limits" }), h("dd", { text: describeJobLimits(jobLimitsOf(usage)) })] : null),
         usageView(usage.usage_stats));

@@ -6,17 +6,21 @@
 // decides what to show; the parts are mixins, one module each, that share this
 // state: api-keys-account.js (status, sign-in/out, password), api-keys-non-admin.js
 // (how to become admin, the own-usage card), api-keys-key-list.js,
-// api-keys-key-actions.js (create/edit/disable/delete) and api-keys-activity.js.
+// api-keys-key-actions.js (create/edit/disable/delete), api-keys-activity.js and
+// api-keys-access.js (scopes, unclassified routes, node rules).
 // Views and forms are functions: api-keys-usage.js, api-keys-forms.js (and
-// dialogs), api-keys-dom.js; pure helpers: api-keys-lib.js, api-keys-audit.js.
+// dialogs), api-keys-dom.js; pure helpers: api-keys-lib.js, api-keys-audit.js,
+// api-keys-scopes.js.
 // This module only exports; the entry module (api-keys.js) registers it.
 
 import { glyph, h, icon } from "./api-keys-dom.js";
+import { withAccess } from "./api-keys-access.js";
 import { withAccount } from "./api-keys-account.js";
 import { withActivity } from "./api-keys-activity.js";
 import { withKeyActions } from "./api-keys-key-actions.js";
 import { PAGE, SORTS, withKeyList } from "./api-keys-key-list.js";
 import { withNonAdminViews } from "./api-keys-non-admin.js";
+import { explainScopeRequired, keyScope } from "./api-keys-scopes.js";
 
 class ApiError extends Error {
   constructor(status, code, message, field) {
@@ -45,6 +49,8 @@ class PanelCore {
     this.destroyed = false;
     this.filterTimer = 0;
     this.activity = { open: false, events: [], done: false, loading: 0, names: new Map() };
+    this.access = null; // GET /auth/access (admins): scope texts, unclassified routes, node rules
+    this.ownScope = null; // a key holder's scope, from GET /usage
   }
 
   // ---- lifecycle ------------------------------------------------------------------------
@@ -101,8 +107,12 @@ class PanelCore {
       data = null;
     }
     if (!response.ok) {
-      const message = (data && typeof data.error === "string" && data.error)
+      let message = (data && typeof data.error === "string" && data.error)
         || `${response.status} ${response.statusText || "error"}`;
+      if (response.status === 403 && data?.error_code === "SCOPE_REQUIRED") {
+        const held = this.ownScope || keyScope(this.status?.principal?.scopes);
+        message = explainScopeRequired(typeof data.required_scope === "string" ? data.required_scope : null, held);
+      }
       throw new ApiError(response.status, data?.error_code || "HTTP_" + response.status, message,
         typeof data?.field === "string" ? data.field : undefined);
     }
@@ -163,7 +173,7 @@ class PanelCore {
   }
 }
 
-const ApiKeysPanel = withKeyActions(withKeyList(withActivity(withNonAdminViews(withAccount(PanelCore)))));
+const ApiKeysPanel = withKeyActions(withKeyList(withAccess(withActivity(withNonAdminViews(withAccount(PanelCore))))));
 
 export function createPanel(options) {
   return new ApiKeysPanel(options);
