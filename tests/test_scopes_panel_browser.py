@@ -5,9 +5,11 @@ rules) and a SCOPE_REQUIRED refusal explained in plain words.
 Screenshots go to tests/artifacts/ (gitignored)."""
 
 import json
+import time
 import re
 
 import pytest
+from playwright.sync_api import expect
 import requests
 
 from browser_support import screenshot
@@ -102,7 +104,11 @@ def test_the_access_card_lists_node_rules_and_unclassified_routes(context, make_
     seen = watch(page)
     open_panel(page, host)
     card = page.get_by_test_id("access")
-    card.get_by_role("button", name=re.compile("^Access")).click()
+    # The stand-in's other custom nodes have routes nobody classified: the card
+    # opens by itself the first time, for the operator to decide.
+    toggle = card.get_by_role("button", name=re.compile("^Access"))
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    assert "unclassified route" in toggle.inner_text()
     rules = card.get_by_test_id("node-rules")
     rules.wait_for()
     text = rules.inner_text()
@@ -121,28 +127,23 @@ def test_the_access_card_lists_node_rules_and_unclassified_routes(context, make_
     assert not seen["errors"], seen["errors"]
 
 
-def test_the_access_card_shows_unclassified_routes_and_route_scopes(context, host):
-    """The card's rendering of the two lists the runtime and the operator fill
-    (runtime.unclassified_routes, COMFYUI_API_AUTH_ROUTE_SCOPES), from an
-    answer shaped as openapi.json's Access schema."""
-    real = host.get("/api/auth/access").json()
-    long_path = "/a_custom_node_with_a_long_name/" + "segment/" * 8 + "{parameter}"
-    answer = dict(real, unclassified_routes=[{"path": "/my_node/run", "methods": ["GET", "POST"]},
-                                             {"path": "/other_node/{name}", "methods": ["GET"]},
-                                             {"path": long_path, "methods": ["DELETE"]}],
-                  route_scopes={"/my_node/": "generate", "/gallery/list": "read", long_path: "admin"})
+def test_the_access_card_shows_unclassified_routes_and_route_scopes(context, make_host):
+    """The two lists the runtime and the operator fill: the routes the stand-in's
+    other custom nodes add that nobody classified, and COMFYUI_API_AUTH_ROUTE_SCOPES."""
+    long_prefix = "/a_custom_node_with_a_long_name/" + "segment/" * 8
+    host = make_host(env={"COMFYUI_API_AUTH_ROUTE_SCOPES": json.dumps(
+        {"/my_node/echo": "generate", "/gallery/list": "read", long_prefix: "admin"})})
     page = context.new_page()
-    page.route(re.compile(r".*/api/auth/access$"),
-               lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(answer)))
     open_panel(page, host)
     card = page.get_by_test_id("access")
     listed = card.get_by_test_id("unclassified-routes")
     listed.wait_for()  # routes nobody classified: the card opens by itself
-    assert listed.locator("li").all_inner_texts() == ["GET, POST /my_node/run", "GET /other_node/{name}",
-                                                      f"DELETE {long_path}"]
-    assert "3 unclassified routes" in card.get_by_test_id("access-summary").inner_text()
+    # /my_node/echo is opened by the setting; the other two routes are still nobody's.
+    assert listed.locator("li").all_inner_texts() == ["GET /manager_like/effects", "POST /my_node/items/{item_id}"]
+    assert "2 unclassified routes" in card.get_by_test_id("access-summary").inner_text()
     scopes = card.get_by_test_id("route-scopes").inner_text()
-    assert "/my_node/ \u2192 Generate" in scopes and "/gallery/list \u2192 Read" in scopes, scopes
+    assert "/my_node/echo \u2192 Generate" in scopes and "/gallery/list \u2192 Read" in scopes, scopes
+    assert long_prefix in scopes
     assert "None: every scope may queue every installed node." in card.inner_text()
     screenshot(card, "nodes-access-unclassified.png")
     narrow_sidebar(page)  # long paths wrap in a 320 px sidebar
@@ -151,27 +152,28 @@ def test_the_access_card_shows_unclassified_routes_and_route_scopes(context, hos
 
 
 def test_scope_required_is_explained_in_plain_words(context, make_host):
+    # An admin key's browser session has the panel open; another admin takes the
+    # admin scope away; the panel's next call is refused 403 SCOPE_REQUIRED.
     host = make_host(env={"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD})
     session = requests.Session()
     assert session.post(host.url("/api/auth/login"), json={"password": PASSWORD}, timeout=10).status_code == 200
-    key = session.post(host.url("/api/keys"), json={"name": "viewer", "scopes": ["read"]}, timeout=10).json()
+    key = session.post(host.url("/api/keys"), json={"name": "deputy", "scopes": ["admin"]}, timeout=10).json()
     page = context.new_page()
     page.goto(host.base + "/login")
     page.click("#tab-key")
     page.fill("#secret", key["api_key"])
     page.click("#submit")
     page.wait_for_url(host.base + "/")
-    # A route above the key's scope answers 403 SCOPE_REQUIRED with required_scope.
-    refusal = {"error": "this route needs the generate scope", "error_code": "SCOPE_REQUIRED",
-               "required_scope": "generate"}
-    page.route(re.compile(r".*/api/usage\?.*"),
-               lambda route: route.fulfill(status=403, content_type="application/json", body=json.dumps(refusal)))
     open_panel(page, host)
-    own = page.get_by_test_id("own-usage")
-    message = "This key has the read scope; this needs the generate scope."
-    own.get_by_text(message).wait_for()
+    row(page, "deputy").wait_for()  # the admin view, with the key list
+    demoted = session.patch(host.url(f"/api/keys/{key['key_id']}"), json={"scopes": ["generate"]},
+                            headers={"Origin": host.base}, timeout=10)
+    assert demoted.status_code == 200, demoted.text
+    message = "This key has the generate scope; this needs the admin scope."
+    time.sleep(3)  # the session's process learns of the change within the refresh interval (2 s)
+    page.get_by_role("button", name="New key").click()  # the admin view, still on screen, tries once more
+    create = page.get_by_role("dialog", name="New API key")
+    create.get_by_label("Name", exact=True).fill("one more")
+    create.get_by_role("button", name="Create key").click()
     toast(page, "error", message)
     screenshot(page, "nodes-scope-required.png")
-    page.unroute(re.compile(r".*/api/usage\?.*"))
-    page.get_by_role("button", name="Refresh").click()
-    assert "Read: see the node and model catalog" in own.get_by_test_id("own-scope").inner_text()

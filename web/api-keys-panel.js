@@ -110,7 +110,10 @@ class PanelCore {
       let message = (data && typeof data.error === "string" && data.error)
         || `${response.status} ${response.statusText || "error"}`;
       if (response.status === 403 && data?.error_code === "SCOPE_REQUIRED") {
-        const held = this.ownScope || keyScope(this.status?.principal?.scopes);
+        // The answer names the key's scopes as the server holds them now (they may
+        // have changed since the panel loaded); else what the panel knew.
+        const held = Array.isArray(data.scopes) && data.scopes.length ? keyScope(data.scopes)
+          : this.ownScope || keyScope(this.status?.principal?.scopes);
         message = explainScopeRequired(typeof data.required_scope === "string" ? data.required_scope : null, held);
       }
       throw new ApiError(response.status, data?.error_code || "HTTP_" + response.status, message,
