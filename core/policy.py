@@ -155,8 +155,10 @@ class AccessPolicy:
                     return prefix_scope
         return scope
 
-    def decide(self, principal: Principal, route_class: str, level: int = 0) -> str:
-        """ALLOW, or why not. ``level``: what the route asks of a key on this request."""
+    def decide(self, principal: Principal, need: RouteNeed, level: int | None = None) -> str:
+        """ALLOW, or why not. ``level``: what the route asks of a key on this
+        request, when it depends on the request (``need.level_for``)."""
+        route_class = need.route_class
         if route_class == PUBLIC:
             return ALLOW
         if route_class in ADMIN_CLASSES:
@@ -166,7 +168,7 @@ class AccessPolicy:
         if route_class == KEY_HOLDER:
             return ALLOW if principal.key is not None else NEED_KEY
         if principal.has_identity:
-            return ALLOW if principal.level >= level else FORBIDDEN
+            return ALLOW if principal.level >= (need.level if level is None else level) else FORBIDDEN
         # Anonymous (the bootstrap too, outside key management): ComfyUI as it
         # was in enable mode; nothing in require mode.
         return UNAUTHENTICATED if self.mode == "require" else ALLOW

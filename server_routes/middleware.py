@@ -319,8 +319,9 @@ def create_middleware(runtime, hooks=()):
                 handler = functools.partial(_guard_frames, handler)
             try:
                 principal = identify(request, headers, now)
-                level = facts.level if facts.need.query_rule is None else facts.need.level_for(request.query)
-                decision = runtime.policy.decide(principal, facts.route_class, level)
+                need = facts.need
+                level = need.level if need.query_rule is None else need.level_for(request.query)
+                decision = runtime.policy.decide(principal, need, level)
                 if decision != access.ALLOW:
                     if decision == access.FORBIDDEN and principal.key is not None:
                         note_refused(principal.key, facts, now)

@@ -1,5 +1,6 @@
 """The pure rules, without a server: key format, validation, policy, limits, usage."""
 
+import dataclasses
 import os
 
 import pytest
@@ -179,7 +180,7 @@ def test_sign_in_setup_and_password_bodies_that_pass():
 # ---- access policy ----------------------------------------------------------------------
 
 KEY = principals.KeyRecord(pk=1, key_id="k", key_hash="h", name="n", prefix="comfy_abcd",
-                           rate_limit=10, is_active=True)
+                           rate_limit=10, is_active=True, scopes=("generate",))
 ADMIN_KEY = principals.KeyRecord(pk=2, key_id="a", key_hash="h2", name="n", prefix="comfy_abcd",
                                  rate_limit=10, is_active=True, scopes=("admin",))
 
@@ -208,12 +209,32 @@ def test_the_local_bootstrap_is_no_admin_elsewhere(template):
 
 
 @pytest.mark.parametrize("template", [None, "", "/prompt", "/api/prompt", "/internal", "/ws", "/extensions/x"])
-def test_unclassified_routes_need_a_principal_only_in_require(template):
+def test_anonymous_callers_get_comfyui_as_it_was_in_enable_and_nothing_in_require(template):
     assert policy.AccessPolicy("enable").decide(
         principals.ANONYMOUS, policy.AccessPolicy("enable").classify(template, "GET")) == policy.ALLOW
     strict = policy.AccessPolicy("require")
     assert strict.decide(principals.ANONYMOUS, strict.classify(template, "GET")) == policy.UNAUTHENTICATED
-    assert strict.decide(principals.for_key(KEY, "header"), strict.classify(template, "GET")) == policy.ALLOW
+
+
+@pytest.mark.parametrize("mode", ["enable", "require"])
+def test_a_key_is_held_to_its_scope_and_unknown_routes_are_admin(mode):
+    rules = policy.AccessPolicy(mode)
+    generate = principals.for_key(KEY, "header")
+    reader = principals.for_key(dataclasses.replace(KEY, scopes=("read",)), "header")
+    for template in (None, "/prompt", "/api/prompt", "/ws"):  # None: no route matched (a 404 is coming)
+        assert rules.decide(generate, rules.classify(template, "GET")) == policy.ALLOW, template
+    assert rules.decide(reader, rules.classify("/prompt", "POST")) == policy.FORBIDDEN
+    assert rules.decide(reader, rules.classify("", "GET", static=True)) == policy.ALLOW  # the page's files
+    for template in ("/internal", "/extensions/x", "", "/my_node/run"):  # dynamic routes no table knows
+        need = rules.classify(template, "GET")
+        assert need.unclassified and rules.decide(generate, need) == policy.FORBIDDEN, template
+        assert rules.decide(principals.for_key(ADMIN_KEY, "header"), need) == policy.ALLOW
+    opened = policy.AccessPolicy(mode, route_scopes={"/my_node/": "generate", "/my_node/admin": "admin"})
+    assert opened.decide(generate, opened.classify("/api/my_node/run", "POST")) == policy.ALLOW
+    assert opened.decide(generate, opened.classify("/my_node/admin", "GET")) == policy.FORBIDDEN
+    manager = rules.classify("/api/manager/preview_method", "GET")
+    assert rules.decide(generate, manager, manager.level_for({})) == policy.ALLOW
+    assert rules.decide(generate, manager, manager.level_for({"value": "auto"})) == policy.FORBIDDEN
 
 
 def test_public_paths_are_exact_and_cannot_open_admin_routes():
