@@ -14,6 +14,8 @@ from the stored item while the prompt runs) and an item without secrets
 costs no copy.
 """
 
+import json
+
 # A field whose name holds one of these (any case) is a secret.
 SECRET_WORDS = ("key", "token", "secret", "password")
 ITEM_LENGTH = 5  # what ComfyUI answers of a queue item
@@ -99,6 +101,48 @@ def answered_history_entry(entry):
     entry = dict(entry)
     entry["prompt"] = answer
     return entry
+
+
+def might_hold_secret(text: str) -> bool:
+    """Whether JSON text may hold a field named like a secret. False only when
+    it holds none of the words anywhere (names, values, prompts alike) and no
+    escaped character (whose lower case could spell one): then the walk of
+    ``scrub`` would find nothing, and is skipped."""
+    if "\\u" in text:
+        return True
+    lowered = text.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def item_json(item) -> str:
+    """The JSON text of ``answered_item(item)``, as ``json.dumps`` writes it."""
+    if isinstance(item, (tuple, list)) and len(item) <= ITEM_LENGTH:
+        text = json.dumps(item)
+        if not might_hold_secret(text):
+            return text
+    return json.dumps(answered_item(item))
+
+
+def entry_json(entry) -> str:
+    """The JSON text of ``answered_history_entry(entry)``, as ``json.dumps`` writes it."""
+    item = entry.get("prompt") if isinstance(entry, dict) else None
+    if not isinstance(item, (tuple, list)) or len(item) <= ITEM_LENGTH:
+        text = json.dumps(entry)
+        if not might_hold_secret(text):
+            return text
+    return json.dumps(answered_history_entry(entry))
+
+
+def history_json(entries) -> str:
+    """``json.dumps({prompt id: answered entry})`` for (prompt id, entry) pairs,
+    byte for byte, each entry dumped once when it holds no secret."""
+    return "{" + ", ".join(json.dumps(prompt_id) + ": " + entry_json(entry) for prompt_id, entry in entries) + "}"
+
+
+def queue_json(running, pending) -> str:
+    """``json.dumps({"queue_running": [...], "queue_pending": [...]})`` of answered items."""
+    return ('{"queue_running": [' + ", ".join(item_json(item) for item in running)
+            + '], "queue_pending": [' + ", ".join(item_json(item) for item in pending) + "]}")
 
 
 def history_page(own_ids, present, max_items, offset):

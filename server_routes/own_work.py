@@ -27,11 +27,16 @@ import uuid
 
 from aiohttp import web
 
-from ..core.own_work import answered_history_entry, answered_item, history_page, scrub
+from ..core.own_work import answered_history_entry, answered_item, history_json, history_page, queue_json, scrub
 from .responses import error
 
 NOT_YOUR_PROMPT = "NOT_YOUR_PROMPT"
 JOB_NOT_FOUND = {"error": "Job not found"}  # newer ComfyUI's answer for an unknown job id
+
+
+def json_text(text: str) -> web.Response:
+    """An answer of JSON text already written (what ``web.json_response`` sends)."""
+    return web.Response(text=text, content_type="application/json")
 
 
 def not_yours(what="prompt"):
@@ -95,8 +100,7 @@ class OwnWork:
             owned = self.jobs.owned_by
             running = [item for item in running if owned(item[1], key_pk)]
             pending = [item for item in pending if owned(item[1], key_pk)]
-        return web.json_response({"queue_running": [answered_item(item) for item in running],
-                                  "queue_pending": [answered_item(item) for item in pending]})
+        return json_text(queue_json(running, pending))
 
     async def post_queue(self, request, handler, principal, now):
         key_pk = principal.own_work_only
@@ -141,13 +145,12 @@ class OwnWork:
             return await handler(request)
         key_pk = principal.own_work_only
         if key_pk is None:
-            history = queue.get_history(max_items=max_items, offset=offset)
-            return web.json_response({prompt_id: answered_history_entry(entry) for prompt_id, entry in history.items()})
+            return json_text(history_json(queue.get_history(max_items=max_items, offset=offset).items()))
         with queue.mutex:
             history = queue.history
             page = history_page(self.jobs.prompts_of(key_pk), history, max_items, offset)
             entries = [(prompt_id, history[prompt_id]) for prompt_id in page]
-        return web.json_response({prompt_id: answered_history_entry(entry) for prompt_id, entry in entries})
+        return json_text(history_json(entries))
 
     async def get_history_item(self, request, handler, principal, now):
         queue = self.queue()
@@ -157,8 +160,7 @@ class OwnWork:
         key_pk = principal.own_work_only
         if key_pk is not None and not self._owned(prompt_id, key_pk):
             return web.json_response({})  # as for an id ComfyUI does not know
-        history = queue.get_history(prompt_id=prompt_id)
-        return web.json_response({found: answered_history_entry(entry) for found, entry in history.items()})
+        return json_text(history_json(queue.get_history(prompt_id=prompt_id).items()))
 
     async def post_history(self, request, handler, principal, now):
         key_pk = principal.own_work_only

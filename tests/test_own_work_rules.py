@@ -4,6 +4,7 @@ key's prompts as ComfyUI pages the whole history, and the JobTracker's
 per-key index of prompt ids."""
 
 import copy
+import json
 import itertools
 import random
 from collections import OrderedDict
@@ -146,3 +147,36 @@ def test_the_tracker_remembers_each_keys_prompts_in_order_and_forgets_them_with_
     for n in range(7, 12):
         tracker.queued(f"p{n}", 3, "key", float(n))
     assert 1 not in tracker.by_key and 2 not in tracker.by_key  # no empty index left behind
+
+
+# ---- the answers' JSON text ---------------------------------------------------------------------------
+
+ENTRIES = [
+    {"prompt": (1, "a", {"1": {"inputs": {"text": "a monkey"}}}, {"client_id": "c"}, ["1"]), "outputs": {}},
+    {"prompt": (2, "b", {}, {"client_id": "c", "extra_pnginfo": {"workflow": {"nodes": [{"id": 1}]}}}, []),
+     "outputs": {"9": {"images": [{"filename": "x.png"}]}}, "status": None},
+    {"prompt": (3, "c", {}, {"nested": [{"Api_Key": "SECRET-a"}]}, [])},
+    {"prompt": (4, "d", {}, {"\u212aey": "SECRET-b", "ok": "\u00e9"}, [])},  # KELVIN SIGN: "Key".lower() == "key"
+    {"prompt": (5, "e", {}, {"path": "C:\\users\\me"}, [])},
+    {"prompt": (6, "f", {}, {"client_id": "c"}, [], {"api_key_comfy_org": "SECRET-c"})},
+]
+
+
+def test_the_json_text_of_an_answer_is_json_dumps_of_the_scrubbed_answer_byte_for_byte():
+    pairs = [(entry["prompt"][1], entry) for entry in ENTRIES]
+    expected = json.dumps({prompt_id: own_work.answered_history_entry(entry) for prompt_id, entry in pairs})
+    assert own_work.history_json(pairs) == expected
+    assert own_work.history_json([]) == json.dumps({})
+    assert "SECRET" not in expected
+    items = [entry["prompt"] for entry in ENTRIES]
+    assert own_work.queue_json(items[:2], items[2:]) == json.dumps(
+        {"queue_running": [own_work.answered_item(item) for item in items[:2]],
+         "queue_pending": [own_work.answered_item(item) for item in items[2:]]})
+    assert own_work.queue_json([], []) == json.dumps({"queue_running": [], "queue_pending": []})
+    assert own_work.is_secret_name("\u212aey")
+
+
+def test_text_without_any_secret_word_or_escape_skips_the_walk():
+    assert not own_work.might_hold_secret(json.dumps({"client_id": "c", "prompt": "a cat"}))
+    for text in ('{"Token": 1}', '{"x": "a monkey"}', '{"\\u212aey": 1}', '{"p": "C:\\\\users"}'):
+        assert own_work.might_hold_secret(text), text
