@@ -265,7 +265,10 @@ def test_a_key_deletes_and_clears_only_its_own_queued_prompts(fresh):
         assert s.post("/queue", s.alice, {"clear": True}).status_code == 200
         assert s.admin_queue() == ([running], sorted([b1, x1]))  # a2 and a3 gone, the rest stays
         assert s.post("/queue", s.alice, {"clear": True, "delete": [a3]}).status_code == 200
-        # The admin clears as ComfyUI does: everyone's.
+        # The admin (and the anonymous caller of enable mode) deletes and clears as ComfyUI does: anyone's.
+        if s.mode == "enable":
+            assert s.post("/queue", {}, {"delete": [x1]}).status_code == 200
+            assert s.admin_queue() == ([running], [b1])
         assert s.post("/queue", s.admin, {"delete": [b1]}).status_code == 200
         assert s.post("/api/queue", s.admin, {"clear": True}).status_code == 200
         assert s.admin_queue() == ([running], [])
@@ -325,6 +328,12 @@ def test_a_key_interrupts_only_its_own_running_prompt(fresh):
         s.wait_running(alices)
         assert s.post("/interrupt", s.admin, {"prompt_id": alices}).status_code == 200
         s.wait_done(alices)
+        if s.mode == "enable":  # the anonymous caller too
+            gate3 = new_gate()
+            bobs2 = s.queue(s.bob, hold_workflow(gate3))
+            s.wait_running(bobs2)
+            assert s.post("/api/interrupt", {}, data=b"").status_code == 200
+            s.wait_done(bobs2)
         # With nothing running, a key's global interrupt is a no-op that says so.
         assert s.post("/interrupt", s.alice, {}).status_code == 200
     finally:
