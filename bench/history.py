@@ -59,7 +59,7 @@ def frontend_workflow(tag):
 def prompt_body(tag):
     return {"prompt": {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
                        "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 1, "sigma": 1.0}},
-                       "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": tag}}},
+                       "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": f"{tag}/img"}}},
             "client_id": f"client-{tag}",
             "extra_data": {"extra_pnginfo": {"workflow": frontend_workflow(tag)}}}
 
@@ -78,7 +78,9 @@ def request(connection, method, path, headers=None, body=None):
 
 
 def fill_history(server, items, key_headers):
-    """``items`` prompts queued round-robin by the keys (None: no key), from 4 threads; wait until run."""
+    """``items`` prompts queued from 4 threads, round-robin by the keys ({}: no key), the n-th the same
+    prompt on both servers (one of 20, a folder each: ComfyUI's SaveImage lists its folder on every
+    save); wait until all have run."""
     errors = []
 
     def worker(start):
@@ -86,7 +88,7 @@ def fill_history(server, items, key_headers):
         try:
             for n in range(start, items, 4):
                 headers = key_headers[n % len(key_headers)]
-                request(connection, "POST", "/api/prompt", headers, prompt_body(f"k{n % len(key_headers)}"))
+                request(connection, "POST", "/api/prompt", headers, prompt_body(f"k{n % KEYS}"))
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(error)
         finally:
