@@ -204,7 +204,7 @@ def test_a_key_sees_only_its_own_history_paged_over_its_own_items(fresh):
         s.wait_done(ids[name])  # one at a time: history order is queue order
     a = [ids["a1"], ids["a2"], ids["a3"]]
     for twin in TWINS:
-        def alice(query=""):
+        def alice(query="", twin=twin):
             response = s.get(twin + "/history" + query, s.alice)
             assert response.status_code == 200
             assert not any(secret in response.text for secret in SECRET_VALUES)
