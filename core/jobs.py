@@ -15,6 +15,9 @@ class JobTracker:
     def __init__(self):
         self.open: dict[str, tuple] = {}                 # prompt id -> (key pk, principal kind, queued at)
         self.owners: OrderedDict[str, tuple] = OrderedDict()  # prompt id -> (key pk, principal kind)
+        # key pk -> its remembered prompt ids, in the order queued (a subset of
+        # owners), so a key's history is read without walking everyone's.
+        self.by_key: dict[int, OrderedDict] = {}
         self.waiting: dict[int, int] = {}                # key pk -> prompts queued or running
         self._pending: dict[str, dict] = {}              # prompt id -> row changes to write
 
@@ -24,15 +27,32 @@ class JobTracker:
     def is_taken(self, prompt_id: str) -> bool:
         return prompt_id in self.owners
 
+    def owned_by(self, prompt_id: str, key_pk: int) -> bool:
+        owner = self.owners.get(prompt_id)
+        return owner is not None and owner[0] == key_pk
+
+    def prompts_of(self, key_pk: int):
+        """The key's remembered prompt ids, oldest queued first (an ordered
+        mapping: iterate it, reverse it, test membership)."""
+        return self.by_key.get(key_pk) or {}
+
     def queued(self, prompt_id: str, key_pk, kind: str, now: float):
         self.open[prompt_id] = (key_pk, kind, now)
         self.owners[prompt_id] = (key_pk, kind)
         while len(self.owners) > OWNER_MEMORY:
-            self.owners.popitem(last=False)
+            self._forget(*self.owners.popitem(last=False))
         if key_pk is not None:
+            self.by_key.setdefault(key_pk, OrderedDict())[prompt_id] = None
             self.waiting[key_pk] = self.waiting.get(key_pk, 0) + 1
         self._pending[prompt_id] = {"prompt_id": prompt_id, "key_pk": key_pk, "principal": kind,
                                     "queued_at": now, "outcome": QUEUED}
+
+    def _forget(self, prompt_id: str, owner: tuple):
+        own = self.by_key.get(owner[0])
+        if own is not None:
+            own.pop(prompt_id, None)
+            if not own:
+                del self.by_key[owner[0]]
 
     def waiting_of(self, key_pk: int) -> int:
         """Prompts of the key queued, running, or held while /prompt validates them."""

@@ -24,6 +24,7 @@ from .exit_signals import flush_on_exit_signals
 from .keys_api import KeysApi
 from .middleware import create_middleware
 from .node_rules import NodeRulesHook
+from .own_work import OwnWork
 from .prompt_gate import PromptGate
 from .route_survey import unclassified_routes
 from .sockets import OpenSockets
@@ -128,7 +129,8 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     # Outermost first: a prompt naming someone else's client id, or a node its
     # scope may not run, is refused before the gate counts it.
     client_ids = ClientIds(ClientIdOwners(), runtime.clock)
-    middleware = create_middleware(runtime, hooks=(client_ids, NodeRulesHook(runtime), gate, sockets))
+    own_work = OwnWork(runtime, prompt_server)
+    middleware = create_middleware(runtime, hooks=(client_ids, NodeRulesHook(runtime), gate, sockets, own_work))
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.

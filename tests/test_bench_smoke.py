@@ -26,3 +26,12 @@ def test_quick_bench_runs_and_its_bursts_are_exact():
     bursts = [line for line in out.splitlines() if "burst exact" in line]
     assert len(bursts) == 4 and all(line.startswith("PASS") for line in bursts), "\n".join(bursts)
     assert "BROKEN" not in out
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="the bench makes its own databases; once per CI run is enough")
+def test_history_bench_runs_and_answers_each_key_its_own_items():
+    done = subprocess.run([sys.executable, os.path.join(REPO, "bench", "history.py"), "--items", "200",
+                           "--rounds", "1", "--requests", "10"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    for label in ("A       plain ComfyUI", "B key   one key's own", "B admin everyone's"):
+        assert label in done.stdout, label

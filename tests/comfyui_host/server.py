@@ -39,6 +39,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 import traceback
 import urllib.parse
 import uuid
@@ -522,6 +523,9 @@ class PromptServer():
                 out[node_class] = node_info(node_class)
             return web.json_response(out)
 
+        if args.emulate_jobs_api:
+            self._add_jobs_routes(routes)
+
         @routes.get("/history")
         async def get_history(request):
             max_items = request.rel_url.query.get("max_items", None)
@@ -570,6 +574,8 @@ class PromptServer():
                     extra_data["client_id"] = json_data["client_id"]
                 if valid[0]:
                     outputs_to_execute = valid[2]
+                    if args.emulate_jobs_api:  # newer ComfyUI stamps it (milliseconds)
+                        extra_data["create_time"] = int(time.time() * 1000)
                     self.prompt_queue.put((number, prompt_id, prompt, extra_data, outputs_to_execute))
                     return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": valid[3]})
                 logging.warning("invalid prompt: {}".format(valid[1]))
@@ -629,6 +635,120 @@ class PromptServer():
                 for id_to_delete in json_data['delete']:
                     self.prompt_queue.delete_history_item(id_to_delete)
             return web.Response(status=200)
+
+    def _add_jobs_routes(self, routes):
+        """--emulate-jobs-api: newer ComfyUI's job routes (server.py at 002c3fb9). It
+        registers them as "/api/jobs..." on the twinned table, so /api/api/jobs exists too.
+        Newer ComfyUI keeps the Comfy.org secrets out of extra_data (a sixth item element
+        it never answers); here they are dropped from the copies the routes read."""
+        from comfy_execution import jobs as job_helpers
+
+        def without_secrets(items):
+            return [tuple(item[:3]) + ({k: v for k, v in item[3].items()
+                                        if k not in execution.SENSITIVE_EXTRA_DATA_KEYS},) + tuple(item[4:5])
+                    for item in items]
+
+        def query_error(message):
+            return web.json_response({"error": message}, status=400)
+
+        @routes.get("/api/jobs")
+        async def get_jobs(request):
+            query = request.rel_url.query
+            status_filter = None
+            if query.get("status"):
+                status_filter = [s.strip().lower() for s in query["status"].split(",") if s.strip()]
+                invalid = [s for s in status_filter if s not in job_helpers.JobStatus.ALL]
+                if invalid:
+                    return query_error(f"Invalid status value(s): {', '.join(invalid)}. "
+                                       f"Valid values: {', '.join(job_helpers.JobStatus.ALL)}")
+            sort_by = query.get("sort_by", "created_at").lower()
+            sort_order = query.get("sort_order", "desc").lower()
+            if sort_by not in {"created_at", "execution_duration"}:
+                return query_error("sort_by must be 'created_at' or 'execution_duration'")
+            if sort_order not in {"asc", "desc"}:
+                return query_error("sort_order must be 'asc' or 'desc'")
+            limit = None
+            if "limit" in query:
+                try:
+                    limit = int(query.get("limit"))
+                except (ValueError, TypeError):
+                    return query_error("limit must be an integer")
+                if limit <= 0:
+                    return query_error("limit must be a positive integer")
+            offset = 0
+            if "offset" in query:
+                try:
+                    offset = max(0, int(query.get("offset")))
+                except (ValueError, TypeError):
+                    return query_error("offset must be an integer")
+            running, queued = self.prompt_queue.get_current_queue_volatile()
+            history = self.prompt_queue.get_history()
+            jobs, total = job_helpers.get_all_jobs(
+                without_secrets(running), without_secrets(queued), history, status_filter=status_filter,
+                workflow_id=query.get("workflow_id"), sort_by=sort_by, sort_order=sort_order,
+                limit=limit, offset=offset)
+            return web.json_response({"jobs": jobs, "pagination": {
+                "offset": offset, "limit": limit, "total": total, "has_more": (offset + len(jobs)) < total}})
+
+        @routes.get("/api/jobs/{job_id}")
+        async def get_job_by_id(request):
+            job_id = request.match_info.get("job_id", None)
+            if not job_id:
+                return query_error("job_id is required")
+            running, queued = self.prompt_queue.get_current_queue_volatile()
+            history = self.prompt_queue.get_history(prompt_id=job_id)
+            job = job_helpers.get_job(job_id, without_secrets(running), without_secrets(queued), history)
+            if job is None:
+                return web.json_response({"error": "Job not found"}, status=404)
+            return web.json_response(job)
+
+        def cancel_by_id(job_id):
+            running, queued = self.prompt_queue.get_current_queue()
+            history = self.prompt_queue.get_history()
+
+            def interrupt(prompt_id):  # newer PromptQueue.interrupt_if_running: atomic under the mutex
+                with self.prompt_queue.mutex:
+                    if any(item[1] == prompt_id for item in self.prompt_queue.currently_running.values()):
+                        nodes.interrupt_processing()
+                        return True
+                return False
+
+            def dequeue(prompt_id):
+                return self.prompt_queue.delete_queue_item(lambda a: a[1] == prompt_id)
+
+            outcome = job_helpers.cancel_job(job_id, running, queued, history, interrupt, dequeue)
+            return outcome in (job_helpers.CANCEL_RUNNING, job_helpers.CANCEL_PENDING)
+
+        @routes.post("/api/jobs/{job_id}/cancel")
+        async def cancel_job_by_id(request):
+            job_id = request.match_info.get("job_id", None)
+            if not job_id:
+                return query_error("job_id is required")
+            return web.json_response({"cancelled": cancel_by_id(job_id)})
+
+        @routes.post("/api/jobs/cancel")
+        async def cancel_jobs_batch(request):
+            try:
+                json_data = await request.json()
+            except json.JSONDecodeError:
+                return query_error("Request body must be valid JSON")
+            job_ids = json_data.get("job_ids") if isinstance(json_data, dict) else None
+            if not isinstance(job_ids, list):
+                return query_error("job_ids must be a list")
+            invalid_ids = []
+            for job_id in job_ids:
+                try:
+                    job_helpers.validate_job_id(job_id)
+                except (ValueError, AttributeError):
+                    invalid_ids.append(job_id if isinstance(job_id, str) else repr(job_id))
+            if invalid_ids:
+                return web.json_response({"error": "job_ids contains invalid id(s)", "invalid_ids": invalid_ids},
+                                         status=400)
+            cancelled = False
+            for job_id in job_ids:
+                if cancel_by_id(job_id):
+                    cancelled = True
+            return web.json_response({"cancelled": cancelled})
 
     async def setup(self):
         timeout = aiohttp.ClientTimeout(total=None)

@@ -85,6 +85,10 @@ parser.add_argument("--emulate-system-users", action="store_true",
                     help="(stand-in only) Behave like ComfyUI after 0.3.64 (PR #10966): folder_paths has "
                          "get_system_user_directory(), get_public_user_directory() and SYSTEM_USER_PREFIX, "
                          "and the user manager refuses user ids that start with '__'.")
+parser.add_argument("--emulate-jobs-api", action="store_true",
+                    help="(stand-in only) Serve newer ComfyUI's job routes (registered as /api/jobs, "
+                         "/api/jobs/{job_id}, POST /api/jobs/{job_id}/cancel, POST /api/jobs/cancel) and "
+                         "stamp extra_data.create_time on queued prompts, as ComfyUI after 0.3.64 does.")
 parser.add_argument("--graceful-signals", action="store_true",
                     help="(stand-in only) Stop cleanly on SIGTERM and SIGINT (close sockets, run on_shutdown "
                          "and on_cleanup, exit 0), which ComfyUI does not do: by default the stand-in handles "

@@ -1,7 +1,7 @@
 """A custom node that describes the ComfyUI it is loaded into.
 
 ComfyUI (real, or the stand-in in ``tests/comfyui_host``) imports this folder
-like any custom node. It adds three routes under ``/fingerprint_probe`` and one
+like any custom node. It adds four routes under ``/fingerprint_probe`` and one
 node, and nothing else:
 
 * ``GET /fingerprint_probe`` answers the surface the API key package relies
@@ -14,7 +14,9 @@ node, and nothing else:
 * ``FingerprintProbeShow`` is an output node. With ``hold`` on, it waits
   (at most 30 s) until ``POST /fingerprint_probe/release``, so a test can look
   at ``/queue`` while the prompt runs. What it saw from inside the worker is
-  at ``GET /fingerprint_probe/seen``.
+  at ``GET /fingerprint_probe/seen``; the running queue item as ComfyUI keeps it
+  (``GET /queue`` answers it so without a package that filters it) at
+  ``GET /fingerprint_probe/running``.
 
 tests/test_standin_contract.py drives it. The package never ships it.
 """
@@ -316,6 +318,12 @@ async def _surface(request):
 @_routes_table.get("/fingerprint_probe/seen")
 async def _seen_route(request):
     return web.json_response(_seen)
+
+
+@_routes_table.get("/fingerprint_probe/running")
+async def _running_route(request):
+    running, _ = PromptServer.instance.prompt_queue.get_current_queue_volatile()
+    return web.json_response(running)
 
 
 @_routes_table.post("/fingerprint_probe/release")
