@@ -20,6 +20,7 @@ from .auth_api import AuthApi
 from .exit_signals import flush_on_exit_signals
 from .keys_api import KeysApi
 from .middleware import create_middleware
+from .own_files import OwnFiles, record_executed
 from .prompt_gate import PromptGate
 from .sockets import OpenSockets
 
@@ -110,7 +111,8 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     gate = PromptGate(runtime)
     sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {})
     runtime.keys.access_changed = sockets.sweep
-    middleware = create_middleware(runtime, hooks=(gate, sockets))
+    own_files = OwnFiles(runtime)
+    middleware = create_middleware(runtime, hooks=(own_files, gate, sockets))
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.
@@ -128,6 +130,7 @@ def _wire(prompt_server, runtime, gate, middleware):
     KeysApi(runtime).register(prompt_server.routes)
     AuthApi(runtime).register(prompt_server.routes)
     prompt_server.add_on_prompt_handler(gate.on_prompt)
+    record_executed(runtime, prompt_server)
     runtime.job_watch.prompt_queue = lambda: getattr(prompt_server, "prompt_queue", None)
     app = prompt_server.app
 

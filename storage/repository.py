@@ -6,6 +6,7 @@ one shared revision number in the same transaction, so every process can
 pick up exactly what changed since its last look.
 """
 
+import hashlib
 import json
 import zlib
 
@@ -13,7 +14,7 @@ import peewee
 
 from ..core.principals import KeyRecord
 from .database import write_transaction
-from .models import ApiKey, AuditEvent, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
+from .models import ApiKey, AuditEvent, FileOwner, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
 
 ADMIN_PASSWORD_NAME = "admin_password_hash"
 LOGIN_LOCK_CLASS = 0x4C474E41  # "LGNA": PostgreSQL advisory locks on sign-in attempts, per client
@@ -403,3 +404,27 @@ def audit_events(database, limit: int, before_id: int | None = None) -> list[dic
         query = query.where(AuditEvent.id < before_id)
     return [{"id": row.id, "at": row.at, "actor": row.actor, "client": row.client, "action": row.action,
              "target": row.target, "detail": json.loads(row.detail or "{}")} for row in query]
+
+
+# ---- file owners ------------------------------------------------------------------------------
+
+def _path_hash(path: str) -> str:
+    return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def file_owner_rows(database) -> list[tuple]:
+    """Every (kind, path, key pk) recorded."""
+    return list(FileOwner.select(FileOwner.kind, FileOwner.path, FileOwner.key_pk).tuples())
+
+
+def write_file_owners(database, changes: list[tuple], now: float):
+    """Apply changes in order: ("set", kind, path, key pk or None) makes the key
+    the file's only owner (None: no owner); ("add", kind, path, key pk) adds one."""
+    with write_transaction(database):
+        for action, kind, path, key_pk in changes:
+            path_hash = _path_hash(path)
+            if action == "set":
+                FileOwner.delete().where((FileOwner.kind == kind) & (FileOwner.path_hash == path_hash)).execute()
+            if key_pk is not None:
+                (FileOwner.insert(kind=kind, path=path, path_hash=path_hash, key_pk=key_pk, at=now)
+                 .on_conflict_ignore().execute())

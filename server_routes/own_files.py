@@ -1,0 +1,230 @@
+"""Each key's files are its own: route hooks on ``/view``, the uploads,
+``POST /prompt`` and ``/object_info`` (rules in ``core/file_owners``, owners
+kept by ``service/fileowners``).
+
+For a principal held to its own work (``Principal.own_work_only``):
+``/view`` of another key's file, an upload that would replace one, a mask
+upload built on one, and a workflow that names one answer 403
+``NOT_YOUR_FILE``; ``/object_info`` leaves others' uploads out of the
+loaders' file lists. Uploads by everyone are recorded (a key's as its own;
+anyone else's fresh write leaves the file without owner). Admins and the
+anonymous of ``enable`` mode see everything as before.
+"""
+
+import asyncio
+import json
+import logging
+import os
+
+from aiohttp import web
+
+from ..core.file_owners import (INPUT, KINDS, WORK_KINDS, combo_options, foreign_file_in_prompt, hidden_options,
+                                without_options)
+from ..service.fileowners import comfy_folders
+from .responses import error
+
+log = logging.getLogger("comfyui_api_auth")
+
+UPLOADS = ("/upload/image", "/upload/mask")
+CATALOGS = ("/object_info", "/object_info/{node_class}")
+CATALOG_CACHE_KEYS = 256  # keys whose filtered /object_info is kept, per route
+
+
+def not_your_file(message: str, **extra) -> web.Response:
+    return error(403, "NOT_YOUR_FILE", message, **extra)
+
+
+class OwnFiles:
+    def __init__(self, runtime, folders=comfy_folders):
+        self.store = runtime.files  # FileOwnerStore
+        self.job_watch = runtime.job_watch
+        self.folders = folders      # () -> Folders
+        self.catalogs = {path: CatalogFilter(self) for path in CATALOGS}
+
+    def wrapper(self, path, method):
+        """A route hook (see route_hooks)."""
+        if method in ("GET", "HEAD") and path == "/view":
+            return self.view
+        if method == "POST" and path in UPLOADS:
+            return self.upload
+        if method == "POST" and path == "/prompt":
+            return self.prompt
+        if method == "GET" and path in self.catalogs:
+            return self.catalogs[path].run
+        return None
+
+    def may_read(self, key_pk, ref) -> bool:
+        owners = self.store.owners
+        if owners.may_read(key_pk, ref):
+            return True
+        if ref[0] in WORK_KINDS:
+            # Perhaps made by one of the key's prompts that finished since the job
+            # watcher last looked (it polls every second): look now.
+            self.job_watch.learn_finished_of(key_pk)
+            return owners.may_read(key_pk, ref)
+        return False
+
+    # ---- /view -----------------------------------------------------------------------------------
+
+    async def view(self, request, handler, principal, now):
+        key_pk = principal.own_work_only
+        if key_pk is not None:
+            query = request.rel_url.query
+            filename = query.get("filename")
+            if filename is not None:
+                # The file ComfyUI's view_image would open (None where it opens none).
+                ref = self.folders().view_ref(filename, query.get("type", "output"), query.get("subfolder"))
+                if ref is not None and not self.may_read(key_pk, ref):
+                    return not_your_file("this file is not one of this key's files")
+        return await handler(request)
+
+    # ---- uploads ---------------------------------------------------------------------------------
+
+    async def upload(self, request, handler, principal, now):
+        post = await request.post()  # aiohttp keeps it: the handler reads the same form
+        image = post.get("image")
+        kind = post.get("type")
+        kind = INPUT if kind is None else kind
+        subfolder = post.get("subfolder", "")
+        if kind not in KINDS or not isinstance(subfolder, str) or not isinstance(image, web.FileField):
+            return await handler(request)  # ComfyUI refuses (or fails on) these itself
+        folders = self.folders()
+        overwrite = post.get("overwrite") in ("true", "1")
+        target = folders.ref(kind, os.path.normpath(subfolder), image.filename or "")
+        existed = target is not None and os.path.exists(folders.path(target))
+        key_pk = principal.own_work_only
+        if key_pk is not None:
+            refusal = self._refuse_upload(key_pk, folders, target, existed, overwrite, post, request.path)
+            if refusal is not None:
+                return refusal
+        response = await handler(request)
+        if response.status == 200:
+            await self._record_upload(response, folders, principal, target, existed and not overwrite)
+        return response
+
+    def _refuse_upload(self, key_pk, folders, target, existed, overwrite, post, path):
+        owners = self.store.owners
+        if overwrite and target is not None and not owners.may_replace(key_pk, target, existed):
+            return not_your_file("overwrite would replace a file this key did not upload", file=target[1],
+                                 type=target[0])
+        if path.endswith("/upload/mask"):
+            # The mask is merged into the image original_ref names: that image is read.
+            try:
+                original = json.loads(post.get("original_ref"))
+                ref = folders.view_ref(original["filename"], original.get("type", "output"),
+                                       original.get("subfolder", ""))
+            except (TypeError, ValueError, KeyError, AttributeError):
+                return None  # ComfyUI answers this one itself
+            if ref is not None and not self.may_read(key_pk, ref):
+                return not_your_file("original_ref names a file that is not one of this key's files")
+        return None
+
+    async def _record_upload(self, response, folders, principal, target, may_be_duplicate):
+        try:
+            answer = json.loads(response.body)
+            ref = folders.ref(answer["type"], os.path.normpath(answer.get("subfolder") or ""), answer["name"])
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return
+        if ref is None:
+            return
+        key_pk = principal.key.pk if principal.key is not None else None
+        if may_be_duplicate and ref == target:
+            # Same name without overwrite: ComfyUI found the same bytes there and wrote nothing.
+            self.store.shared(ref, key_pk)
+        else:
+            self.store.written(ref, key_pk)
+        await self.store.persist()
+
+    # ---- POST /prompt ----------------------------------------------------------------------------
+
+    async def prompt(self, request, handler, principal, now):
+        key_pk = principal.own_work_only
+        if key_pk is not None:
+            try:
+                body = await request.json()
+            except (ValueError, UnicodeDecodeError):
+                body = None  # ComfyUI answers a body it cannot read
+            prompt = body.get("prompt") if isinstance(body, dict) else None
+            found = foreign_file_in_prompt(prompt, key_pk, self.folders(), self.store.owners)
+            if found is not None:
+                # Perhaps the output of one of its own prompts that just finished: look, then again.
+                self.job_watch.learn_finished_of(key_pk)
+                found = foreign_file_in_prompt(prompt, key_pk, self.folders(), self.store.owners)
+            if found is not None:
+                node_id, input_name, value = found
+                return not_your_file(f"node {node_id} input '{input_name}' names a file that is not one of this "
+                                     f"key's files", node_id=node_id, input=input_name, file=value)
+        return await handler(request)
+
+
+class CatalogFilter:
+    """``/object_info`` for a key: the loaders' file lists without others' uploads.
+
+    ComfyUI builds the answer afresh for every request; it is parsed once per
+    distinct answer, and each key's filtered answer is kept until the answer
+    or the input files' owners change. A key with nothing to hide gets
+    ComfyUI's answer untouched."""
+
+    def __init__(self, own_files):
+        self.own_files = own_files
+        self.body = None     # the last answer seen, as ComfyUI sent it
+        self.info = None     # ... parsed
+        self.options = ()    # ... its combo options
+        self.annotated = False  # whether an option names a file with "[output]" and the like
+        self.filtered = {}   # key pk -> (owners' version, body or None for "as it is")
+
+    async def run(self, request, handler, principal, now):
+        response = await handler(request)
+        key_pk = principal.own_work_only
+        if key_pk is None or response.status != 200:
+            return response
+        body = getattr(response, "body", None)
+        if not isinstance(body, bytes):
+            return response
+        filtered = self.filter(key_pk, body)
+        if filtered is not None:
+            response.body = filtered
+        return response
+
+    def filter(self, key_pk, body: bytes):
+        if body != self.body:
+            try:
+                info = json.loads(body)
+            except ValueError:
+                return None
+            self.body, self.info, self.filtered = body, info, {}
+            self.options = combo_options(info)
+            self.annotated = any(option.endswith("]") for option in self.options)
+        owners = self.own_files.store.owners
+        version = owners.version if self.annotated else owners.input_version
+        kept = self.filtered.get(key_pk)
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        hidden = hidden_options(self.options, key_pk, self.own_files.folders(), owners,
+                                owners.hidden_inputs(key_pk))
+        result = json.dumps(without_options(self.info, hidden)).encode() if hidden else None
+        if len(self.filtered) >= CATALOG_CACHE_KEYS:
+            self.filtered.clear()
+        self.filtered[key_pk] = (version, result)
+        return result
+
+
+def record_executed(runtime, prompt_server):
+    """Learn a node's files from its ``executed`` message before the client gets
+    it (so the client's /view of them right after is answered): the message goes
+    out through ``send_sync``, from the worker thread, onto the loop."""
+    original = prompt_server.send_sync
+
+    def learn(prompt_id, output):
+        try:
+            runtime.files.on_executed(prompt_id, output)
+        except Exception as failure:  # noqa: BLE001 - never break ComfyUI's messages
+            log.warning("[api-auth] could not record a node's files: %s: %s", type(failure).__name__, failure)
+
+    def send_sync(event, data, sid=None):
+        if event == "executed" and isinstance(data, dict):
+            loop = getattr(prompt_server, "loop", None) or asyncio.get_event_loop()
+            loop.call_soon_threadsafe(learn, data.get("prompt_id"), data.get("output"))
+        return original(event, data, sid)
+
+    prompt_server.send_sync = send_sync
