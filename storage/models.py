@@ -130,8 +130,8 @@ class LoginAttempt(BaseModel):
 class FileOwner(BaseModel):
     """A key that owns a file of ComfyUI's input, output or temp folder (schema
     v6): one of its prompts produced it, or it uploaded it. ``path`` is the
-    file's path inside the folder ``kind``; the unique index is on its SHA-256
-    (a path may be longer than an index entry may be)."""
+    file's path inside the folder ``kind``, JSON-escaped; the unique index is
+    on its SHA-256 (a path may be longer than an index entry may be)."""
 
     kind = peewee.CharField(max_length=8)  # input, output, temp
     path = peewee.TextField()

@@ -407,14 +407,17 @@ def audit_events(database, limit: int, before_id: int | None = None) -> list[dic
 
 
 # ---- file owners ------------------------------------------------------------------------------
+# A path is stored JSON-escaped (ASCII): a file name may hold what a database
+# refuses in text (a NUL, a lone surrogate from an undecodable name).
 
-def _path_hash(path: str) -> str:
-    return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()
+def _stored_path(path: str) -> str:
+    return json.dumps(path)
 
 
 def file_owner_rows(database) -> list[tuple]:
     """Every (kind, path, key pk) recorded."""
-    return list(FileOwner.select(FileOwner.kind, FileOwner.path, FileOwner.key_pk).tuples())
+    return [(kind, json.loads(path), key_pk) for kind, path, key_pk in
+            FileOwner.select(FileOwner.kind, FileOwner.path, FileOwner.key_pk).tuples()]
 
 
 def write_file_owners(database, changes: list[tuple], now: float):
@@ -422,9 +425,10 @@ def write_file_owners(database, changes: list[tuple], now: float):
     the file's only owner (None: no owner); ("add", kind, path, key pk) adds one."""
     with write_transaction(database):
         for action, kind, path, key_pk in changes:
-            path_hash = _path_hash(path)
+            stored = _stored_path(path)
+            path_hash = hashlib.sha256(stored.encode("ascii")).hexdigest()
             if action == "set":
                 FileOwner.delete().where((FileOwner.kind == kind) & (FileOwner.path_hash == path_hash)).execute()
             if key_pk is not None:
-                (FileOwner.insert(kind=kind, path=path, path_hash=path_hash, key_pk=key_pk, at=now)
+                (FileOwner.insert(kind=kind, path=stored, path_hash=path_hash, key_pk=key_pk, at=now)
                  .on_conflict_ignore().execute())

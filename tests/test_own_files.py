@@ -29,10 +29,10 @@ def png(color=(255, 0, 0), size=4) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-def image_workflow(prefix="pic", source=None):
+def image_workflow(prefix="pic", source=None, color=0x336699):
     """EmptyImage (or LoadImage of ``source``) -> ImageBlur -> SaveImage: needs no model."""
     first = ({"class_type": "LoadImage", "inputs": {"image": source}} if source is not None else
-             {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0x336699}})
+             {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color}})
     return {"1": first,
             "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 1, "sigma": 1.0}},
             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}}}
@@ -85,9 +85,9 @@ class World:
             time.sleep(0.05)
         raise AssertionError(f"prompt {prompt_id} did not finish")
 
-    def produce(self, who, prefix="pic", **extra):
+    def produce(self, who, prefix="pic", color=0x336699, **extra):
         """Run the image workflow: the output file's (filename, subfolder)."""
-        image = self.run(who, image_workflow(prefix), **extra)["outputs"]["3"]["images"][0]
+        image = self.run(who, image_workflow(prefix, color=color), **extra)["outputs"]["3"]["images"][0]
         return image["filename"], image["subfolder"]
 
     def upload(self, who, name, data, path="/upload/image", **fields):
@@ -194,14 +194,18 @@ def test_a_node_output_is_viewable_by_its_key_as_soon_as_the_executed_message_ar
         async with aiohttp.ClientSession() as client:
             socket = await client.ws_connect(f"ws://127.0.0.1:{world.host.port}/ws?clientId={client_id}",
                                              headers=world.headers("alice"))
-            answer = world.queue("alice", image_workflow("live"), client_id=client_id)
+            workflow = image_workflow("live")
+            # A slow branch keeps the prompt running after SaveImage has sent its image.
+            workflow["4"] = {"class_type": "SlowNode", "inputs": {"seconds": 2.0, "text": "later"}}
+            workflow["5"] = {"class_type": "SaveText", "inputs": {"text": ["4", 0], "filename_prefix": "later"}}
+            answer = world.queue("alice", workflow, client_id=client_id)
             assert answer.status_code == 200, answer.text
             while True:
                 message = await socket.receive(timeout=20)
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue
                 data = json.loads(message.data)
-                if data["type"] == "executed":
+                if data["type"] == "executed" and "images" in data["data"]["output"]:
                     image = data["data"]["output"]["images"][0]
                     async with client.get(world.host.url("/view"), params={"filename": image["filename"]},
                                           headers=world.headers("alice")) as view:
@@ -324,3 +328,23 @@ def test_an_upload_cannot_replace_or_reach_another_keys_file(world):
                         original_ref=json.dumps({"filename": "bob_base.png", "type": "input"})).status_code == 200
     # The admin may replace anything.
     assert world.upload("admin", "a.png", evil, overwrite="true").status_code == 200
+
+
+def test_a_file_name_used_again_belongs_to_the_new_writer_and_a_cached_result_to_both(world):
+    bob_file, _ = world.produce("bob", prefix="reuse")
+    world.settle()
+    os.remove(os.path.join(world.host.workdir, "output", bob_file))  # the operator cleans up
+    alice_file, _ = world.produce("alice", prefix="reuse", color=0x112233)  # not ComfyUI's cached result
+    assert alice_file == bob_file  # SaveImage counts from the files that exist
+    world.settle()
+    assert world.view("alice", alice_file).status_code == 200
+    refused(world.view("bob", alice_file))
+
+    # The same workflow again is answered from ComfyUI's cache with the same file:
+    # the second key computed exactly those bytes, so it may read them.
+    shared, _ = world.produce("alice", prefix="cached")
+    again = world.run("bob", image_workflow("cached"))["outputs"]["3"]["images"][0]["filename"]
+    assert again == shared
+    world.settle()
+    assert world.view("bob", shared).status_code == 200
+    assert world.view("alice", shared).status_code == 200
