@@ -163,15 +163,17 @@ class CatalogFilter:
     ComfyUI builds the answer afresh for every request; it is parsed once per
     distinct answer, and each key's filtered answer is kept until the answer
     or the input files' owners change. A key with nothing to hide gets
-    ComfyUI's answer untouched."""
+    ComfyUI's answer untouched; a filtered answer re-serializes only the nodes
+    that lose an option (the others' JSON is kept per distinct answer)."""
 
     def __init__(self, own_files):
         self.own_files = own_files
-        self.body = None     # the last answer seen, as ComfyUI sent it
-        self.info = None     # ... parsed
-        self.options = ()    # ... its combo options
-        self.annotated = False  # whether an option names a file with "[output]" and the like
-        self.filtered = {}   # key pk -> (owners' version, body or None for "as it is")
+        self.body = None        # the last answer seen, as ComfyUI sent it
+        self.info = None        # ... parsed
+        self.options = frozenset()  # ... its combo options
+        self.annotated = ()     # ... those that name a file with "[output]" and the like
+        self.node_json = None   # ... each node's JSON, made when a first key needs a filtered copy
+        self.filtered = {}      # key pk -> (owners' version, body or None for "as it is")
 
     async def run(self, request, handler, principal, now):
         response = await handler(request)
@@ -192,21 +194,29 @@ class CatalogFilter:
                 info = json.loads(body)
             except ValueError:
                 return None
-            self.body, self.info, self.filtered = body, info, {}
-            self.options = combo_options(info)
-            self.annotated = any(option.endswith("]") for option in self.options)
+            self.body, self.info, self.filtered, self.node_json = body, info, {}, None
+            self.options = frozenset(combo_options(info))
+            self.annotated = tuple(option for option in self.options if option.endswith("]"))
         owners = self.own_files.store.owners
         version = owners.version if self.annotated else owners.input_version
         kept = self.filtered.get(key_pk)
         if kept is not None and kept[0] == version:
             return kept[1]
-        hidden = hidden_options(self.options, key_pk, self.own_files.folders(), owners,
-                                owners.hidden_inputs(key_pk))
-        result = json.dumps(without_options(self.info, hidden)).encode() if hidden else None
+        hidden = hidden_options(self.annotated, key_pk, self.own_files.folders(), owners, ())
+        hidden.update(self.options.intersection(owners.hidden_inputs(key_pk)))
+        result = self._without(hidden) if hidden else None
         if len(self.filtered) >= CATALOG_CACHE_KEYS:
             self.filtered.clear()
         self.filtered[key_pk] = (version, result)
         return result
+
+    def _without(self, hidden) -> bytes:
+        changed = without_options(self.info, hidden)
+        if self.node_json is None:
+            self.node_json = {name: f"{json.dumps(name)}: {json.dumps(node)}" for name, node in self.info.items()}
+        parts = (self.node_json[name] if node is self.info[name] else f"{json.dumps(name)}: {json.dumps(node)}"
+                 for name, node in changed.items())
+        return ("{" + ", ".join(parts) + "}").encode()
 
 
 def record_executed(runtime, prompt_server):
