@@ -28,6 +28,7 @@ only owner (none, for a writer that is not a key).
 """
 
 import os
+import unicodedata
 
 INPUT, OUTPUT, TEMP = "input", "output", "temp"
 KINDS = (INPUT, OUTPUT, TEMP)
@@ -97,6 +98,15 @@ class Folders:
         return os.path.join(self.dirs[ref[0]], *ref[1].split("/"))
 
 
+def folded(path: str) -> str:
+    """One spelling for every name a case- or normalization-insensitive file
+    system (macOS, Windows) opens as the same file."""
+    path = unicodedata.normalize("NFC", path).casefold()
+    if os.name == "nt":  # Windows ignores trailing dots and spaces of a name
+        path = "/".join(part.rstrip(". ") for part in path.split("/"))
+    return path
+
+
 class FileOwners:
     """Who owns which file: ref -> frozenset of key pks (in memory; the service
     loads it from and writes it to the database)."""
@@ -104,6 +114,7 @@ class FileOwners:
     def __init__(self):
         self.owners: dict[tuple, frozenset] = {}
         self.inputs: dict[str, frozenset] = {}  # the input files of ``owners``, by path
+        self.spellings: dict[tuple, set] = {}   # (kind, folded path) -> the refs recorded with it
         self.version = 0        # changes with every change
         self.input_version = 0  # changes when an input file's owners change (the /object_info cache)
 
@@ -114,14 +125,24 @@ class FileOwners:
             merged.setdefault((kind, path), set()).add(key_pk)
         self.owners = {ref: frozenset(pks) for ref, pks in merged.items()}
         self.inputs = {ref[1]: pks for ref, pks in self.owners.items() if ref[0] == INPUT}
+        self.spellings = {}
+        for ref in self.owners:
+            self.spellings.setdefault((ref[0], folded(ref[1])), set()).add(ref)
         self.version += 1
         self.input_version += 1
 
     def _set(self, ref, owners):
+        fold = (ref[0], folded(ref[1]))
         if owners:
             self.owners[ref] = owners
+            self.spellings.setdefault(fold, set()).add(ref)
         else:
             self.owners.pop(ref, None)
+            same = self.spellings.get(fold)
+            if same is not None:
+                same.discard(ref)
+                if not same:
+                    del self.spellings[fold]
         if ref[0] == INPUT:
             if owners:
                 self.inputs[ref[1]] = owners
@@ -149,15 +170,22 @@ class FileOwners:
     def may_read(self, key_pk, ref) -> bool:
         """Whether a principal held to ``key_pk`` may read ``ref``."""
         owners = self.owners.get(ref)
-        if owners is None:
-            return ref[0] not in WORK_KINDS
-        return key_pk in owners
+        if owners is not None:
+            return key_pk in owners
+        if ref[0] in WORK_KINDS:
+            return False
+        # Another spelling of a recorded input file ("A.PNG" for "a.png") opens
+        # that file where the file system ignores case: it is read as that file.
+        same = self.spellings.get((ref[0], folded(ref[1])))
+        return same is None or all(key_pk in self.owners[other] for other in same)
 
     def may_replace(self, key_pk, ref, exists: bool) -> bool:
         """Whether a principal held to ``key_pk`` may overwrite ``ref``."""
         if not exists:
             return True
-        return self.owners.get(ref) == frozenset((key_pk,))
+        same = self.spellings.get((ref[0], folded(ref[1]))) or ()
+        return self.owners.get(ref) == frozenset((key_pk,)) and all(
+            self.owners[other] == frozenset((key_pk,)) for other in same)
 
     def hidden_inputs(self, key_pk) -> set:
         """Input paths another key uploaded and ``key_pk`` did not."""

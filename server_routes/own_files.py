@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import uuid
 
 from aiohttp import web
 
@@ -26,6 +27,8 @@ from .responses import error
 log = logging.getLogger("comfyui_api_auth")
 
 UPLOADS = ("/upload/image", "/upload/mask")
+# Newer ComfyUI's asset routes that send a file's bytes (only with --enable-assets).
+ASSET_CONTENT = ("/assets/{id}/content", "/assets/{id}/thumbnail")
 CATALOGS = ("/object_info", "/object_info/{node_class}")
 CATALOG_CACHE_KEYS = 256  # keys whose filtered /object_info is kept, per route
 
@@ -51,6 +54,8 @@ class OwnFiles:
             return self.prompt
         if method == "GET" and path in self.catalogs:
             return self.catalogs[path].run
+        if method in ("GET", "HEAD") and path in ASSET_CONTENT:
+            return self.asset_content
         return None
 
     def may_read(self, key_pk, ref) -> bool:
@@ -76,6 +81,23 @@ class OwnFiles:
                 ref = self.folders().view_ref(filename, query.get("type", "output"), query.get("subfolder"))
                 if ref is not None and not self.may_read(key_pk, ref):
                     return not_your_file("this file is not one of this key's files")
+        return await handler(request)
+
+    # ---- newer ComfyUI's assets ------------------------------------------------------------------
+
+    async def asset_content(self, request, handler, principal, now):
+        """``/api/assets/{id}/content``: the file behind an asset id, found the way
+        the handler finds it (ComfyUI's asset service), is held to the same rules
+        as ``/view``. Where that service cannot say (another ComfyUI version), a
+        key held to its own work is refused rather than served blind."""
+        key_pk = principal.own_work_only
+        if key_pk is not None:
+            path = asset_file(request.match_info.get("id", ""))
+            if path is UNKNOWN:
+                return not_your_file("the package cannot tell whose file this asset is")
+            ref = self.folders().ref_of(path) if path else None
+            if ref is not None and not self.may_read(key_pk, ref):
+                return not_your_file("this asset's file is not one of this key's files")
         return await handler(request)
 
     # ---- uploads ---------------------------------------------------------------------------------
@@ -217,6 +239,25 @@ class CatalogFilter:
         parts = (self.node_json[name] if node is self.info[name] else f"{json.dumps(name)}: {json.dumps(node)}"
                  for name, node in changed.items())
         return ("{" + ", ".join(parts) + "}").encode()
+
+
+UNKNOWN = object()
+
+
+def asset_file(asset_id: str):
+    """The absolute path of an asset's file, None when there is no such asset
+    (ComfyUI answers 404), or UNKNOWN when this ComfyUI's asset service cannot
+    be asked (the module is young and says it will change)."""
+    try:
+        from app.assets.services import resolve_asset_for_download  # ComfyUI with assets (not 0.3.64)
+    except ImportError:
+        return UNKNOWN
+    try:
+        return resolve_asset_for_download(reference_id=str(uuid.UUID(asset_id))).abs_path
+    except (ValueError, FileNotFoundError):
+        return None
+    except Exception:  # noqa: BLE001 - a changed signature or result: do not serve blind
+        return UNKNOWN
 
 
 def record_executed(runtime, prompt_server):

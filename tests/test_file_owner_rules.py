@@ -84,6 +84,18 @@ def test_reading_outputs_needs_ownership_inputs_only_not_anothers():
     assert owners.hidden_inputs(BOB) == {"up.png"} and owners.hidden_inputs(ALICE) == set()
 
 
+def test_other_spellings_of_an_input_file_are_read_as_that_file():
+    """On macOS and Windows "SECRET.png" opens "secret.png" (and NFD "é" opens NFC "é")."""
+    owners = owners_with((("input", "sub/secret.png"), ALICE), (("input", "caf\u00e9.png"), ALICE))
+    for spelling in ("sub/SECRET.png", "SUB/secret.PNG", "cafe\u0301.png", "CAF\u00c9.png"):
+        assert not owners.may_read(BOB, ("input", spelling)), spelling
+        assert owners.may_read(ALICE, ("input", spelling)), spelling
+        assert not owners.may_replace(BOB, ("input", spelling), exists=True)
+    owners.written(("input", "sub/secret.png"), None)
+    assert owners.may_read(BOB, ("input", "sub/SECRET.png"))
+    assert ("input", "sub/secret.png") not in owners.spellings
+
+
 def test_a_fresh_write_replaces_the_owners_and_a_shared_copy_adds_one():
     owners = owners_with((("output", "a.png"), BOB))
     assert owners.written(("output", "a.png"), ALICE) == ("set", "output", "a.png", ALICE)

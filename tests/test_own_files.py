@@ -106,7 +106,7 @@ class World:
 def world(request, make_host):
     mode = request.param
     host = make_host(env={"COMFYUI_API_AUTH": mode, "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD,
-                          "COMFYUI_API_AUTH_TRUST_LOCALHOST": "off", **FAST})
+                          "COMFYUI_API_AUTH_TRUST_LOCALHOST": "off", **FAST}, extra_args=["--enable-assets"])
     return World(host, mode)
 
 
@@ -348,3 +348,25 @@ def test_a_file_name_used_again_belongs_to_the_new_writer_and_a_cached_result_to
     world.settle()
     assert world.view("bob", shared).status_code == 200
     assert world.view("alice", shared).status_code == 200
+
+
+# ---- newer ComfyUI's assets ------------------------------------------------------------------------
+
+def test_asset_content_of_another_keys_file_is_refused(world):
+    """``/api/assets/{id}/content`` sends the file behind an asset id (the stand-in's
+    ``--enable-assets`` has the list and the content route of newer ComfyUI)."""
+    alice_file, _ = world.produce("alice")
+    assert world.upload("alice", "alice_in.png", png((3, 3, 3))).status_code == 200
+    with open(os.path.join(world.host.workdir, "input", "operator.png"), "wb") as handle:
+        handle.write(png((0, 0, 255)))
+    listed = world.get("bob", "/api/assets")
+    assert listed.status_code == 200, listed.text
+    ids = {asset["name"]: asset["id"] for asset in listed.json()["assets"]}
+    for name in (alice_file, "alice_in.png"):
+        refused(world.get("bob", f"/api/assets/{ids[name]}/content"))
+        refused(world.get("bob", f"/api/assets/{ids[name].upper()}/content"))
+        assert world.get("alice", f"/api/assets/{ids[name]}/content").status_code == 200
+        assert world.get("admin", f"/api/assets/{ids[name]}/content").status_code == 200
+        assert world.get("boss", f"/api/assets/{ids[name]}/content").status_code == 200
+    assert world.get("bob", f"/api/assets/{ids['operator.png']}/content").status_code == 200
+    assert world.get("bob", f"/api/assets/{uuid.uuid4()}/content").status_code == 404

@@ -85,6 +85,9 @@ parser.add_argument("--emulate-system-users", action="store_true",
                     help="(stand-in only) Behave like ComfyUI after 0.3.64 (PR #10966): folder_paths has "
                          "get_system_user_directory(), get_public_user_directory() and SYSTEM_USER_PREFIX, "
                          "and the user manager refuses user ids that start with '__'.")
+parser.add_argument("--enable-assets", action="store_true",
+                    help="(newer ComfyUI, a small part here) Serve the asset routes: GET /api/assets lists the "
+                         "input and output files with an id each, GET /api/assets/{id}/content sends one.")
 parser.add_argument("--graceful-signals", action="store_true",
                     help="(stand-in only) Stop cleanly on SIGTERM and SIGINT (close sockets, run on_shutdown "
                          "and on_cleanup, exit 0), which ComfyUI does not do: by default the stand-in handles "
