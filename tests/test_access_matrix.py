@@ -64,6 +64,8 @@ def expected_status(mode, principal, family):
         return allowed_status if has_key else 401
     if mode == "require" and principal == "anonymous":
         return 401
+    if family == "view" and principal in ("key", "key_session"):
+        return 403  # each key's files are its own: an output name not its own, missing or not, is refused
     return allowed_status
 
 
