@@ -61,8 +61,9 @@ class Folders:
         """The ref of an absolute path, or None when it is in none of the folders."""
         absolute = os.path.abspath(absolute)
         for kind, folder in self._by_depth:
-            if absolute.startswith(folder + os.sep):
-                return kind, os.path.relpath(absolute, folder).replace(os.sep, "/")
+            if absolute.startswith(folder) and absolute[len(folder):len(folder) + 1] == os.sep:
+                relative = absolute[len(folder) + 1:]
+                return kind, (relative if os.sep == "/" else relative.replace(os.sep, "/"))
         return None
 
     def ref(self, kind: str, subfolder: str, name: str):

@@ -20,11 +20,21 @@ from ..storage import repository
 log = logging.getLogger("comfyui_api_auth")
 
 
+_folders_seen: dict = {}
+
+
 def comfy_folders() -> Folders:
-    """ComfyUI's input, output and temp folders as they are now."""
+    """ComfyUI's input, output and temp folders as they are now (a node or an
+    extension may move one), built once per set of folders."""
     import folder_paths  # ComfyUI's module (the stand-in's in tests)
-    return Folders(folder_paths.get_input_directory(), folder_paths.get_output_directory(),
-                   folder_paths.get_temp_directory())
+    dirs = (folder_paths.get_input_directory(), folder_paths.get_output_directory(),
+            folder_paths.get_temp_directory())
+    found = _folders_seen.get(dirs)
+    if found is None:
+        if len(_folders_seen) > 8:
+            _folders_seen.clear()
+        found = _folders_seen[dirs] = Folders(*dirs)
+    return found
 
 
 class FileOwnerStore:
