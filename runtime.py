@@ -178,6 +178,7 @@ class AuthRuntime:
             asyncio.ensure_future(self._every(self.settings.flush_interval, self.flush)),
             asyncio.ensure_future(self._every(3600, self.purge_old, first=0)),
             asyncio.ensure_future(self._every(1.0, self.job_watch.poll_jobs)),
+            asyncio.ensure_future(self._every(self.settings.refresh_interval, self.files.refresh)),
         ]
         if self.claims.quota is not None:
             self._tasks.append(asyncio.ensure_future(self._every(self.settings.refresh_interval,

@@ -152,6 +152,12 @@ class FileOwners:
             self.input_version += 1
         self.version += 1
 
+    def replace(self, ref, owners):
+        """What another process recorded for ``ref`` (its owners now)."""
+        owners = frozenset(owners)
+        if self.owners.get(ref, frozenset()) != owners:
+            self._set(ref, owners)
+
     def written(self, ref, key_pk):
         """A fresh write of ``ref`` by ``key_pk`` (None: not a key). Returns the change to store."""
         self._set(ref, frozenset(()) if key_pk is None else frozenset((key_pk,)))

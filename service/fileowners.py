@@ -45,11 +45,25 @@ class FileOwnerStore:
         self.folders = folders  # () -> Folders
         self.owners = FileOwners()
         self._pending: list[tuple] = []
+        self._last_id = 0  # the highest owner row read from the database
+        self._writing: list[tuple] = []  # the changes a flush is writing now
         self._flushing: asyncio.Future | None = None
 
     def load(self, database):
         """On the db thread, at start."""
-        self.owners.load(repository.file_owner_rows(database))
+        rows, self._last_id = repository.file_owner_rows(database)
+        self.owners.load(rows)
+
+    async def refresh(self):
+        """What other processes sharing the database recorded since the last look
+        (a file's owners as they are now; a file this process has a change pending
+        for waits for that change to be written and read back)."""
+        changed, last_id = await self.db.run(repository.file_owners_changed_since, self._last_id)
+        pending = {(kind, path) for _, kind, path, _ in self._pending + self._writing}
+        for ref, owners in changed.items():
+            if ref not in pending:
+                self.owners.replace(ref, owners)
+        self._last_id = max(self._last_id, last_id)
 
     # ---- changes -------------------------------------------------------------------------------
 
@@ -114,11 +128,15 @@ class FileOwnerStore:
         changes, self._pending = self._pending, []
         if not changes:
             return
+        self._writing = self._writing + changes
         try:
             await self.db.call(repository.write_file_owners, changes, self.clock())
         except Exception:
             self._pending[:0] = changes
             raise
+        finally:
+            written = set(changes)
+            self._writing = [change for change in self._writing if change not in written]
 
     def flush_last(self, database):
         """On the db thread, at stop."""

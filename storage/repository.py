@@ -414,10 +414,35 @@ def _stored_path(path: str) -> str:
     return json.dumps(path)
 
 
-def file_owner_rows(database) -> list[tuple]:
-    """Every (kind, path, key pk) recorded."""
-    return [(kind, json.loads(path), key_pk) for kind, path, key_pk in
-            FileOwner.select(FileOwner.kind, FileOwner.path, FileOwner.key_pk).tuples()]
+def file_owner_rows(database) -> tuple[list[tuple], int]:
+    """Every (kind, path, key pk) recorded, and the highest row id."""
+    rows, last_id = [], 0
+    for row_id, kind, path, key_pk in FileOwner.select(FileOwner.id, FileOwner.kind, FileOwner.path,
+                                                       FileOwner.key_pk).tuples():
+        rows.append((kind, json.loads(path), key_pk))
+        last_id = max(last_id, row_id)
+    return rows, last_id
+
+
+def file_owners_changed_since(database, after_id: int) -> tuple[dict, int]:
+    """The files that got an owner row after ``after_id`` (another process wrote
+    them), each with all its owners now: {(kind, path): set of key pks}, and the
+    highest row id."""
+    new = list(FileOwner.select(FileOwner.id, FileOwner.kind, FileOwner.path_hash)
+               .where(FileOwner.id > after_id).tuples())
+    if not new:
+        return {}, after_id
+    last_id = max(row_id for row_id, _, _ in new)
+    changed: dict = {}
+    wanted = {(kind, path_hash) for _, kind, path_hash in new}
+    hashes = sorted({path_hash for _, _, path_hash in new})
+    for start in range(0, len(hashes), 500):
+        query = (FileOwner.select(FileOwner.kind, FileOwner.path, FileOwner.path_hash, FileOwner.key_pk)
+                 .where(FileOwner.path_hash.in_(hashes[start:start + 500])).tuples())
+        for kind, path, path_hash, key_pk in query:
+            if (kind, path_hash) in wanted:
+                changed.setdefault((kind, json.loads(path)), set()).add(key_pk)
+    return changed, last_id
 
 
 def write_file_owners(database, changes: list[tuple], now: float):

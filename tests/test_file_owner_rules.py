@@ -206,7 +206,7 @@ async def test_owners_survive_a_restart_whatever_the_file_names_hold(tmp_path):
                         assert owners.owners[("output", name)] == {ALICE, BOB}, name
                     assert owners.owners[("input", "up.png")] == {BOB}
                     assert ("input", "gone.png") not in owners.owners
-                    rows = await runtime.db.run(repository.file_owner_rows)
+                    rows, _ = await runtime.db.run(repository.file_owner_rows)
                     assert len(rows) == 2 * len(names) + 1
             finally:
                 await runtime.stop()

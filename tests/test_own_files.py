@@ -16,6 +16,8 @@ import aiohttp
 import pytest
 import requests
 
+from conftest import ON_POSTGRES, drop_postgres_database, fresh_postgres_database
+
 PASSWORD = "correct horse battery staple"
 FAST = {"COMFYUI_API_AUTH_FLUSH_INTERVAL": "0.2", "COMFYUI_API_AUTH_REFRESH_INTERVAL": "0.5"}
 
@@ -41,12 +43,14 @@ def image_workflow(prefix="pic", source=None, color=0x336699):
 class World:
     """A host with keys alice and bob, an admin key and an admin session."""
 
-    def __init__(self, host, mode):
+    def __init__(self, host, mode, keys=None):
         self.host, self.mode = host, mode
         self.admin = requests.Session()
         assert self.admin.post(host.url("/api/auth/login"), json={"password": PASSWORD}).status_code == 200
-        self.keys = {}
+        self.keys = dict(keys or {})
         for name, scopes in (("alice", ["generate"]), ("bob", ["generate"]), ("boss", ["admin"])):
+            if name in self.keys:
+                continue
             answer = self.admin.post(host.url("/api/keys"), json={"name": name, "scopes": scopes, "rate_limit": 100000})
             assert answer.status_code == 200, answer.text
             self.keys[name] = answer.json()
@@ -370,3 +374,36 @@ def test_asset_content_of_another_keys_file_is_refused(world):
         assert world.get("boss", f"/api/assets/{ids[name]}/content").status_code == 200
     assert world.get("bob", f"/api/assets/{ids['operator.png']}/content").status_code == 200
     assert world.get("bob", f"/api/assets/{uuid.uuid4()}/content").status_code == 404
+
+
+# ---- several processes ------------------------------------------------------------------------
+
+def test_processes_sharing_the_database_and_folders_learn_each_others_owners(make_host, tmp_path):
+    url = fresh_postgres_database() if ON_POSTGRES else f"sqlite:///{tmp_path / 'auth.db'}"
+    folders = []
+    for name in ("input", "output"):
+        os.makedirs(tmp_path / "shared" / name)
+        folders += [f"--{name}-directory", str(tmp_path / "shared" / name)]
+    env = {"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD, "COMFYUI_API_AUTH_DB": url,
+           **FAST}
+    hosts = []
+    try:
+        hosts += [make_host(env=env, extra_args=folders), make_host(env=env, extra_args=folders)]
+        one, two_host = World(hosts[0], "require"), hosts[1]
+        alice_file, _ = one.produce("alice")
+        assert one.upload("alice", "alice.png", png((5, 5, 5))).status_code == 200
+        time.sleep(1.5)  # the other process refreshes every 0.5 s
+        two = World(two_host, "require", keys=one.keys)
+        refused(two.view("bob", "alice.png", type="input"))
+        assert two.view("alice", "alice.png", type="input").status_code == 200
+        assert two.view("alice", alice_file).status_code == 200
+        refused(two.view("bob", alice_file))
+        assert loaders_list(two.get("bob", "/object_info")) == []
+        assert loaders_list(two.get("alice", "/object_info")) == ["alice.png"]
+        refused(two.queue("bob", image_workflow("bob", "alice.png")))
+        refused(two.upload("bob", "alice.png", png((6, 6, 6)), overwrite="true"))
+    finally:
+        for host in hosts:
+            host.stop()
+        if ON_POSTGRES:
+            drop_postgres_database(url)
