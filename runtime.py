@@ -29,6 +29,7 @@ from .core.ratelimit import HourlyLimiter, window_start
 from .core.usage import UsageAggregator
 from .service.batches import BatchWriter
 from .service.dbthread import DatabaseThread, StorageUnavailable  # noqa: F401 - imported from here too
+from .service.fileowners import FileOwnerStore
 from .service.jobwatch import JobWatch
 from .service.keycache import VERIFIED_BEARERS_MAX, KeyCache  # noqa: F401
 from .service.keystore import KeyStore
@@ -95,6 +96,8 @@ class AuthRuntime:
         self.sign_in = SignIns(self.db, self.keys, clock)
         self.key_store = KeyStore(self.db, self.keys, self.claims, self.usage, self.jobs, clock)
         self.job_watch = JobWatch(self.jobs, self.keys, clock)
+        self.files = FileOwnerStore(self.db, self.jobs, clock)  # who produced or uploaded which file
+        self.job_watch.on_finished = self.files.on_finished
         self.trusted_local_possible = False
         self.local_trust = "off"  # what a trusted local request gets here: bootstrap, on or off (set by install)
         self.trusted_proxies = TrustedProxies()
@@ -178,6 +181,7 @@ class AuthRuntime:
             asyncio.ensure_future(self._every(self.settings.flush_interval, self.flush)),
             asyncio.ensure_future(self._every(3600, self.purge_old, first=0)),
             asyncio.ensure_future(self._every(1.0, self.job_watch.poll_jobs)),
+            asyncio.ensure_future(self._every(self.settings.refresh_interval, self.files.refresh)),
         ]
         if self.claims.quota is not None:
             self._tasks.append(asyncio.ensure_future(self._every(self.settings.refresh_interval,
@@ -191,6 +195,7 @@ class AuthRuntime:
             log.info("[api-auth] database schema upgraded from version %s to %s", before, after)
         now = self.clock()
         self.keys.load(database, now)
+        self.files.load(database)
         for key_pk, used in repository.rate_counts(database, window_start(now)).items():
             self.claims.limiter.seed(key_pk, window_start(now), used)
         for key_pk, queued in repository.prompts_queued_since(database, window_start(now)).items():
@@ -227,6 +232,7 @@ class AuthRuntime:
         self._closed = True
         try:
             self.batches.flush_last(timeout)
+            self.db.run_sync(self.files.flush_last, (), timeout)
         except WaitTimeout:
             log.error("[api-auth] the last usage flush did not finish within %.0f s; "
                       "this process's unspent quota stays charged until the hour ends", timeout)
@@ -259,6 +265,7 @@ class AuthRuntime:
         """Write the pending batch; while writes fail, every request gets 503."""
         try:
             await self.batches.flush()
+            await self.files.flush()
         except Exception as error:
             if self.degraded is None:
                 log.error("[api-auth] cannot write usage to the database (%s: %s): answering 503 to every "

@@ -25,6 +25,7 @@ from .keys_api import KeysApi
 from .middleware import create_middleware
 from .node_rules import NodeRulesHook
 from .own_work import OwnWork
+from .own_files import OwnFiles, record_executed
 from .prompt_gate import PromptGate
 from .route_survey import unclassified_routes
 from .sockets import OpenSockets
@@ -126,11 +127,13 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     gate = PromptGate(runtime)
     sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {})
     runtime.keys.access_changed = sockets.sweep
-    # Outermost first: a prompt naming someone else's client id, or a node its
-    # scope may not run, is refused before the gate counts it.
+    # Outermost first: a prompt naming someone else's client id or file, or a
+    # node its scope may not run, is refused before the gate counts it.
     client_ids = ClientIds(ClientIdOwners(), runtime.clock)
+    own_files = OwnFiles(runtime)
     own_work = OwnWork(runtime, prompt_server)
-    middleware = create_middleware(runtime, hooks=(client_ids, NodeRulesHook(runtime), gate, sockets, own_work))
+    middleware = create_middleware(runtime, hooks=(client_ids, own_files, NodeRulesHook(runtime), gate, sockets,
+                                                   own_work))
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.
@@ -150,6 +153,7 @@ def _wire(prompt_server, runtime, gate, middleware):
     AuthApi(runtime).register(prompt_server.routes)
     AccessApi(runtime).register(prompt_server.routes)
     prompt_server.add_on_prompt_handler(gate.on_prompt)
+    record_executed(runtime, prompt_server)
     runtime.job_watch.prompt_queue = lambda: getattr(prompt_server, "prompt_queue", None)
     app = prompt_server.app
 

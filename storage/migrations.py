@@ -11,7 +11,8 @@ import peewee
 from playhouse.migrate import SchemaMigrator, migrate as apply_operations
 
 from .database import write_transaction
-from .models import ALL_MODELS, ApiKey, AuditEvent, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
+from .models import (ALL_MODELS, ApiKey, AuditEvent, FileOwner, Job, LoginAttempt, MetaValue, RateWindow, Session,
+                     UsageHourly)
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,18 @@ def _scopes_for_every_key_v4(database):
                     cursor.rowcount)
 
 
+def _file_owners_v6(database):
+    # Which key produced or uploaded which file, so a restart does not open
+    # a key's outputs and uploads to every other key.
+    database.create_tables([FileOwner])
+
+
 MIGRATIONS = [
     (1, _create_v1),
     (2, _jobs_limits_and_audit_v2),
     (3, _login_attempts_and_session_index_v3),
     (4, _scopes_for_every_key_v4),
+    (6, _file_owners_v6),
 ]
 LATEST = MIGRATIONS[-1][0]
 

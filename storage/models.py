@@ -127,4 +127,21 @@ class LoginAttempt(BaseModel):
         indexes = ((("client", "at"), False),)
 
 
-ALL_MODELS = [MetaValue, ApiKey, Session, UsageHourly, RateWindow, Job, AuditEvent, LoginAttempt]
+class FileOwner(BaseModel):
+    """A key that owns a file of ComfyUI's input, output or temp folder (schema
+    v6): one of its prompts produced it, or it uploaded it. ``path`` is the
+    file's path inside the folder ``kind``, JSON-escaped; the unique index is
+    on its SHA-256 (a path may be longer than an index entry may be)."""
+
+    kind = peewee.CharField(max_length=8)  # input, output, temp
+    path = peewee.TextField()
+    path_hash = peewee.CharField(max_length=64)
+    key_pk = peewee.BigIntegerField()
+    at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "api_auth_file_owners"
+        indexes = ((("kind", "path_hash", "key_pk"), True),)
+
+
+ALL_MODELS = [MetaValue, ApiKey, Session, UsageHourly, RateWindow, Job, AuditEvent, LoginAttempt, FileOwner]

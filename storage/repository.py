@@ -6,6 +6,7 @@ one shared revision number in the same transaction, so every process can
 pick up exactly what changed since its last look.
 """
 
+import hashlib
 import json
 import zlib
 
@@ -13,7 +14,7 @@ import peewee
 
 from ..core.principals import KeyRecord
 from .database import write_transaction
-from .models import ApiKey, AuditEvent, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
+from .models import ApiKey, AuditEvent, FileOwner, Job, LoginAttempt, MetaValue, RateWindow, Session, UsageHourly
 
 ADMIN_PASSWORD_NAME = "admin_password_hash"
 LOGIN_LOCK_CLASS = 0x4C474E41  # "LGNA": PostgreSQL advisory locks on sign-in attempts, per client
@@ -403,3 +404,56 @@ def audit_events(database, limit: int, before_id: int | None = None) -> list[dic
         query = query.where(AuditEvent.id < before_id)
     return [{"id": row.id, "at": row.at, "actor": row.actor, "client": row.client, "action": row.action,
              "target": row.target, "detail": json.loads(row.detail or "{}")} for row in query]
+
+
+# ---- file owners ------------------------------------------------------------------------------
+# A path is stored JSON-escaped (ASCII): a file name may hold what a database
+# refuses in text (a NUL, a lone surrogate from an undecodable name).
+
+def _stored_path(path: str) -> str:
+    return json.dumps(path)
+
+
+def file_owner_rows(database) -> tuple[list[tuple], int]:
+    """Every (kind, path, key pk) recorded, and the highest row id."""
+    rows, last_id = [], 0
+    for row_id, kind, path, key_pk in FileOwner.select(FileOwner.id, FileOwner.kind, FileOwner.path,
+                                                       FileOwner.key_pk).tuples():
+        rows.append((kind, json.loads(path), key_pk))
+        last_id = max(last_id, row_id)
+    return rows, last_id
+
+
+def file_owners_changed_since(database, after_id: int) -> tuple[dict, int]:
+    """The files that got an owner row after ``after_id`` (another process wrote
+    them), each with all its owners now: {(kind, path): set of key pks}, and the
+    highest row id."""
+    new = list(FileOwner.select(FileOwner.id, FileOwner.kind, FileOwner.path_hash)
+               .where(FileOwner.id > after_id).tuples())
+    if not new:
+        return {}, after_id
+    last_id = max(row_id for row_id, _, _ in new)
+    changed: dict = {}
+    wanted = {(kind, path_hash) for _, kind, path_hash in new}
+    hashes = sorted({path_hash for _, _, path_hash in new})
+    for start in range(0, len(hashes), 500):
+        query = (FileOwner.select(FileOwner.kind, FileOwner.path, FileOwner.path_hash, FileOwner.key_pk)
+                 .where(FileOwner.path_hash.in_(hashes[start:start + 500])).tuples())
+        for kind, path, path_hash, key_pk in query:
+            if (kind, path_hash) in wanted:
+                changed.setdefault((kind, json.loads(path)), set()).add(key_pk)
+    return changed, last_id
+
+
+def write_file_owners(database, changes: list[tuple], now: float):
+    """Apply changes in order: ("set", kind, path, key pk or None) makes the key
+    the file's only owner (None: no owner); ("add", kind, path, key pk) adds one."""
+    with write_transaction(database):
+        for action, kind, path, key_pk in changes:
+            stored = _stored_path(path)
+            path_hash = hashlib.sha256(stored.encode("ascii")).hexdigest()
+            if action == "set":
+                FileOwner.delete().where((FileOwner.kind == kind) & (FileOwner.path_hash == path_hash)).execute()
+            if key_pk is not None:
+                (FileOwner.insert(kind=kind, path=stored, path_hash=path_hash, key_pk=key_pk, at=now)
+                 .on_conflict_ignore().execute())

@@ -212,7 +212,7 @@ def test_usage_counts_match_requests_made(make_host):
     for _ in range(3):
         assert host.post("/api/prompt", json={"prompt": {}}, headers=headers).status_code == 400
         made[("POST", "/prompt")][1] += 1
-    assert host.get("/view?filename=nothing.png", headers=headers).status_code == 404
+    assert host.get("/view?filename=nothing.png&type=input", headers=headers).status_code == 404
     made[("GET", "/view")][1] += 1
     assert host.get("/api/history/abc", headers=headers).status_code == 200
     made[("GET", "/history/{prompt_id}")][0] += 1

@@ -39,11 +39,7 @@ PROBE = os.path.join(FINGERPRINT_DIR, "probe")
 # Where the stand-in knowingly differs from ComfyUI 0.3.64: a fingerprint
 # entry (a path into the JSON, or the start of one) -> why. Keep it short:
 # an entry that no longer differs fails the test, so it must be removed.
-DELIBERATE = {
-    # ComfyUI's LoadImage needs PIL and torch; the stand-in has no image nodes.
-    # The "name [output]" resolution it relies on is compared above it.
-    "folder_paths > annotated names > LoadImage": "no image nodes in the stand-in",
-}
+DELIBERATE = {}
 
 
 # ---- taking a fingerprint -------------------------------------------------------------------------

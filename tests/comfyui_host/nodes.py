@@ -25,6 +25,7 @@ It is a coroutine, as in ComfyUI: `await nodes.load_custom_node(path)`.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -276,8 +277,85 @@ class SaveImage:
         return {"ui": {"images": results}}
 
 
+def _read_png(data: bytes):
+    """(width, height, rows of [r, g, b] floats, alpha rows or None) of an 8-bit,
+    non-interlaced RGB or RGBA PNG (what SaveImage writes; PIL reads any image)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG image")
+    position, idat, header = 8, b"", None
+    while position < len(data):
+        length, tag = struct.unpack(">I4s", data[position:position + 8])
+        chunk = data[position + 8:position + 8 + length]
+        if tag == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif tag == b"IDAT":
+            idat += chunk
+        position += length + 12
+    width, height, depth, color_type, _, _, interlace = header
+    if depth != 8 or color_type not in (2, 6) or interlace:
+        raise ValueError("only 8-bit non-interlaced RGB/RGBA PNGs here")
+    channels = 3 if color_type == 2 else 4
+    raw, stride = zlib.decompress(idat), width * channels
+    rows, previous = [], bytearray(stride)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            left = line[x - channels] if x >= channels else 0
+            up, corner = previous[x], (previous[x - channels] if x >= channels else 0)
+            if kind == 1:
+                line[x] = (line[x] + left) & 0xFF
+            elif kind == 2:
+                line[x] = (line[x] + up) & 0xFF
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                guess = left + up - corner
+                pa, pb, pc = abs(guess - left), abs(guess - up), abs(guess - corner)
+                line[x] = (line[x] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
+        rows.append(line)
+        previous = line
+    pixels = [[[row[x * channels + c] / 255.0 for c in range(3)] for x in range(width)] for row in rows]
+    alpha = [[row[x * channels + 3] / 255.0 for x in range(width)] for row in rows] if channels == 4 else None
+    return width, height, pixels, alpha
+
+
+class LoadImage:
+    """ComfyUI's LoadImage: lists the input folder's image files, accepts any
+    name `get_annotated_filepath` resolves ("x.png [output]" too) as long as the
+    file exists, and loads it (PNG only here; ComfyUI reads any image with PIL)."""
+
+    @classmethod
+    def INPUT_TYPES(s):
+        input_dir = folder_paths.get_input_directory()
+        files = [f for f in os.listdir(input_dir) if os.path.isfile(os.path.join(input_dir, f))]
+        files = folder_paths.filter_files_content_types(files, ["image"])
+        return {"required": {"image": (sorted(files), {"image_upload": True})}}
+
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "load_image"
+
+    def load_image(self, image):
+        with open(folder_paths.get_annotated_filepath(image), "rb") as f:
+            width, height, pixels, alpha = _read_png(f.read())
+        mask = [[1.0 - a for a in row] for row in alpha] if alpha else [[0.0] * 64 for _ in range(64)]
+        return (ImageBatch(width, height, [pixels]), [mask])
+
+    @classmethod
+    def IS_CHANGED(s, image):
+        with open(folder_paths.get_annotated_filepath(image), "rb") as f:
+            return hashlib.sha256(f.read()).digest().hex()
+
+    @classmethod
+    def VALIDATE_INPUTS(s, image):
+        if not folder_paths.exists_annotated_filepath(image):
+            return "Invalid image file: {}".format(image)
+        return True
+
+
 NODE_CLASS_MAPPINGS = {
     "EmptyImage": EmptyImage,
+    "LoadImage": LoadImage,
     "ImageBlur": ImageBlur,
     "SaveImage": SaveImage,
     "PrimitiveString": PrimitiveString,
@@ -290,6 +368,7 @@ NODE_CLASS_MAPPINGS = {
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "EmptyImage": "EmptyImage",
+    "LoadImage": "Load Image",
     "ImageBlur": "Image Blur",
     "SaveImage": "Save Image",
     "PrimitiveString": "String",

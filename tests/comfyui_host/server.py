@@ -760,6 +760,9 @@ class PromptServer():
         self.custom_node_manager.extra_dirs = [d for d in nodes.LOADED_MODULE_DIRS.values() if os.path.isdir(d)]
         self.custom_node_manager.add_routes(self.routes, self.app, nodes.LOADED_MODULE_DIRS.items())
         self.app.add_subapp('/internal', self.internal_routes.get_app())
+        if args.enable_assets:  # newer ComfyUI: app.add_routes("/api/assets..."), no twin
+            from app.assets.api.routes import register_assets_routes
+            register_assets_routes(self.app)
 
         # "/api" + path twin of every route; static routes added by custom nodes are skipped
         api_routes = web.RouteTableDef()

@@ -89,6 +89,9 @@ parser.add_argument("--emulate-jobs-api", action="store_true",
                     help="(stand-in only) Serve newer ComfyUI's job routes (registered as /api/jobs, "
                          "/api/jobs/{job_id}, POST /api/jobs/{job_id}/cancel, POST /api/jobs/cancel) and "
                          "stamp extra_data.create_time on queued prompts, as ComfyUI after 0.3.64 does.")
+parser.add_argument("--enable-assets", action="store_true",
+                    help="(newer ComfyUI, a small part here) Serve the asset routes: GET /api/assets lists the "
+                         "input and output files with an id each, GET /api/assets/{id}/content sends one.")
 parser.add_argument("--graceful-signals", action="store_true",
                     help="(stand-in only) Stop cleanly on SIGTERM and SIGINT (close sockets, run on_shutdown "
                          "and on_cleanup, exit 0), which ComfyUI does not do: by default the stand-in handles "
