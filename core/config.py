@@ -44,6 +44,7 @@ class Settings:
     max_sessions_per_key: int = 10  # live sessions opened with one key; the oldest ends first
     max_admin_sessions: int = 50  # live sessions opened with the admin password
     audit_retention_days: int = 90
+    query_token: bool = False  # True: a key may also come as ?token=<key> in the URL (see the README)
 
     @property
     def enabled(self) -> bool:
@@ -164,6 +165,7 @@ OPTIONS = {
     "MAX_SESSIONS_PER_KEY": ("max_sessions_per_key", _int_range(1, 10000)),
     "MAX_ADMIN_SESSIONS": ("max_admin_sessions", _int_range(1, 10000)),
     "AUDIT_RETENTION_DAYS": ("audit_retention_days", _int_range(1, 100000)),
+    "QUERY_TOKEN": ("query_token", _parse_bool),
 }
 
 
