@@ -136,15 +136,23 @@ MODES = ("enable", "require")
 
 # ---- 4. HTTP Basic -------------------------------------------------------------------------------
 
+FOREIGN_BASIC = (basic("alice", "hunter2"), basic("comfy_user", "secret"), basic("alice", ""),
+                 "Basic Zm9v",  # "foo": no colon
+                 "Basic !!!not base64!!!", "Basic " + base64.b64encode(b"a:\xff\xfe").decode(), "Basic", "basic  ")
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("user", ["", "comfy", "anything at all"])
-def test_basic_with_the_key_as_password_is_the_key(fleet, mode, user):
+def test_basic_with_our_key_as_password_is_the_key_and_any_other_basic_is_ignored(fleet, mode, user):
     host, keys = fleet.hosts[mode, "off"], fleet.keys[mode, "off"]
     header = [("Authorization", basic(user, keys["plain"]["api_key"]))]
     for twin in TWINS:
         for _ in range(2):  # the second time, the header is a remembered one
             assert_key_used(send(host, "GET", f"{twin}/usage", header), keys["plain"])
             assert_key_used(send(host, "GET", f"{twin}/system_stats", header), keys["plain"])
+    # nginx auth_basic in front passes its own Authorization upstream: not a credential here
+    for value in FOREIGN_BASIC:
+        assert_anonymous(mode, host, [("Authorization", value)])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -171,29 +179,16 @@ def test_basic_with_a_bad_key_is_refused_like_any_bad_key(fleet, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_basic_that_is_not_ours_is_ignored(fleet, mode):
-    """nginx auth_basic in front passes its own Authorization upstream: not a credential here."""
-    host = fleet.hosts[mode, "off"]
-    for value in (basic("alice", "hunter2"), basic("comfy_user", "secret"), basic("alice", ""),
-                  "Basic Zm9v",  # "foo": no colon
-                  "Basic !!!not base64!!!", "Basic " + base64.b64encode(b"a:\xff\xfe").decode(), "Basic", "basic  "):
-        assert_anonymous(mode, host, [("Authorization", value)])
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_foreign_basic_beside_a_key_header_leaves_the_key(fleet, mode):
+def test_basic_beside_x_api_key(fleet, mode):
+    """Our Basic and an X-API-Key with another key conflict; a foreign Basic leaves the X-API-Key alone."""
     host, keys = fleet.hosts[mode, "off"], fleet.keys[mode, "off"]
-    headers = [("Authorization", basic("alice", "hunter2")), ("X-API-Key", keys["plain"]["api_key"])]
+    conflicting = [("Authorization", basic("x", keys["plain"]["api_key"])), ("X-API-Key", keys["spare"]["api_key"])]
+    same = [("Authorization", basic("x", keys["plain"]["api_key"])), ("X-API-Key", keys["plain"]["api_key"])]
+    foreign = [("Authorization", basic("alice", "hunter2")), ("X-API-Key", keys["plain"]["api_key"])]
     for twin in TWINS:
-        assert_key_used(send(host, "GET", f"{twin}/usage", headers), keys["plain"])
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_basic_and_x_api_key_with_different_keys_conflict(fleet, mode):
-    host, keys = fleet.hosts[mode, "off"], fleet.keys[mode, "off"]
-    headers = [("Authorization", basic("x", keys["plain"]["api_key"])), ("X-API-Key", keys["spare"]["api_key"])]
-    for twin in TWINS:
-        assert_refused(send(host, "GET", f"{twin}/system_stats", headers), "CONFLICTING_CREDENTIALS")
+        assert_refused(send(host, "GET", f"{twin}/system_stats", conflicting), "CONFLICTING_CREDENTIALS")
+        assert_key_used(send(host, "GET", f"{twin}/usage", same), keys["plain"])
+        assert_key_used(send(host, "GET", f"{twin}/usage", foreign), keys["plain"])
 
 
 def test_a_remembered_basic_header_stops_working_when_its_key_is_disabled(fleet):
@@ -232,7 +227,7 @@ def test_an_empty_bearer_beside_a_key_header_leaves_the_key(fleet, mode):
 # ---- 6. ?token=<key> -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)
-def test_query_token_on_is_the_key(fleet, mode):
+def test_query_token_is_the_key_only_when_on(fleet, mode):
     host, keys = fleet.hosts[mode, "on"], fleet.keys[mode, "on"]
     token = keys["plain"]["api_key"]
     for twin in TWINS:
@@ -243,6 +238,13 @@ def test_query_token_on_is_the_key(fleet, mode):
         assert admin.status == 200, admin
         plain = send(host, "GET", f"{twin}/keys?token={token}")
         assert plain.status == 403 and plain.code == "ADMIN_REQUIRED", plain
+    # on: an empty ?token= or another node's token (ComfyUI-Login's) is not ours
+    for suffix in ("?token=", "?token=abc123", "?token=%20"):
+        assert_anonymous(mode, host, [], suffix)
+    # off (the default): a key in the URL is not a credential, and not refused either
+    off_host, off_keys = fleet.hosts[mode, "off"], fleet.keys[mode, "off"]
+    assert_anonymous(mode, off_host, [], f"?token={off_keys['plain']['api_key']}")
+    assert_anonymous(mode, off_host, [], f"?token={UNKNOWN_KEY}")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -261,21 +263,6 @@ def test_query_token_on_refuses_a_bad_or_conflicting_token(fleet, mode):
         # the same key twice is one key
         assert_key_used(send(host, "GET", f"{twin}/usage?token={plain}", [("Authorization", f"Bearer {plain}")]),
                         keys["plain"])
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_query_token_on_ignores_a_token_that_is_not_a_key(fleet, mode):
-    """An empty ?token= or another node's token (ComfyUI-Login's) is not ours."""
-    host = fleet.hosts[mode, "on"]
-    for suffix in ("?token=", "?token=abc123", "?token=%20"):
-        assert_anonymous(mode, host, [], suffix)
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_query_token_off_is_not_a_credential(fleet, mode):
-    host, keys = fleet.hosts[mode, "off"], fleet.keys[mode, "off"]
-    assert_anonymous(mode, host, [], f"?token={keys['plain']['api_key']}")
-    assert_anonymous(mode, host, [], f"?token={UNKNOWN_KEY}")  # ignored: not refused either
 
 
 def run_workflow_with_token(host, token, client_id):
