@@ -9,6 +9,7 @@ policy decides on their templates before any handler runs.
 """
 
 import contextlib
+import logging
 
 import pytest
 from aiohttp import web
@@ -119,25 +120,37 @@ async def test_a_basic_header_with_a_key_is_remembered_as_a_bearer_header_is(aio
         assert calls == ["/api/queue"] * 2
 
 
-async def test_a_query_token_is_taken_out_of_the_url_the_handler_sees(aiohttp_client, tmp_path):
+async def test_a_query_token_is_taken_out_of_the_url_the_handler_sees(aiohttp_client, tmp_path, caplog):
+    """...and aiohttp's access log, which logs the URL as it came (ComfyUI turns it
+    off; an operator may not), has it redacted by the filter install() adds."""
     seen = []
-    async with started_runtime(tmp_path, query_token="on") as runtime:
-        key, secret = await runtime.key_store.create_key("url", 100, {}, [])
-        app = web.Application(middlewares=[create_middleware(runtime)])
+    access_log = logging.getLogger("aiohttp.access")
+    redact = package_module("server_routes.install")._RedactKeys()
+    access_log.addFilter(redact)
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    try:
+        async with started_runtime(tmp_path, query_token="on") as runtime:
+            key, secret = await runtime.key_store.create_key("url", 100, {}, [])
+            app = web.Application(middlewares=[create_middleware(runtime)])
 
-        async def handler(request):
-            seen.append((request.path_qs, dict(request.query), request.headers.get("X-API-Key")))
-            return web.json_response({"ok": True})
+            async def handler(request):
+                seen.append((request.path_qs, dict(request.query), request.headers.get("X-API-Key")))
+                return web.json_response({"ok": True})
 
-        app.router.add_get("/api/view", handler)
-        client = await aiohttp_client(app)
-        response = await client.get(f"/api/view?filename=a%20b.png&token={secret}&type=output")
-        assert response.status == 200 and response.headers["X-RateLimit-Limit"] == "100"
-        (path_qs, query, header), = seen
-        assert secret not in path_qs and query == {"filename": "a b.png", "type": "output"}
-        assert header == secret  # handed on as the header it is checked as
-        other = await client.get("/api/view?filename=x&token=abc")  # not one of ours: left alone
-        assert other.status == 401 and seen[-1:] == [(path_qs, query, header)]
+            app.router.add_get("/api/view", handler)
+            client = await aiohttp_client(app)
+            response = await client.get(f"/api/view?filename=a%20b.png&token={secret}&type=output")
+            assert response.status == 200 and response.headers["X-RateLimit-Limit"] == "100"
+            (path_qs, query, header), = seen
+            assert secret not in path_qs and query == {"filename": "a b.png", "type": "output"}
+            assert header == secret  # handed on as the header it is checked as
+            other = await client.get("/api/view?filename=x&token=abc")  # not one of ours: left alone
+            assert other.status == 401 and seen[-1:] == [(path_qs, query, header)]
+    finally:
+        access_log.removeFilter(redact)
+    lines = [record.getMessage() for record in caplog.records if record.name == "aiohttp.access"]
+    assert any("/api/view?filename=a%20b.png&token=comfy_[redacted]" in line for line in lines), lines
+    assert not any(secret[6:] in line for line in lines), lines
 
 
 async def test_a_key_without_the_admin_scope_gets_403_on_an_admin_route(aiohttp_client, tmp_path):
