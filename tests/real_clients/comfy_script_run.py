@@ -7,14 +7,31 @@ import asyncio
 import json
 import os
 import sys
+import threading
 
 import aiohttp
 from comfy_script.client import Client
 from comfy_script.runtime import Workflow, load
 
 base_url, key = sys.argv[1], os.environ["COMFY_API_KEY"]
-load(Client(base_url, session_factory=lambda: aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"})),
-     save_script_source=False)
+
+# Its socket watcher connects in a thread of its own after load(); a tiny
+# workflow queued before that would end unseen and the task would wait for
+# ever. So wait for the /ws handshake (seen through aiohttp's tracing).
+socket_open = threading.Event()
+
+
+async def on_request_end(session, context, params):
+    if params.url.path.endswith("/ws") and params.response.status == 101:
+        socket_open.set()
+
+
+tracing = aiohttp.TraceConfig()
+tracing.on_request_end.append(on_request_end)
+load(Client(base_url, session_factory=lambda: aiohttp.ClientSession(
+    headers={"Authorization": f"Bearer {key}"}, trace_configs=[tracing])), save_script_source=False)
+if not socket_open.wait(60):
+    sys.exit("the socket watcher never connected")
 from comfy_script.runtime.nodes import EmptyImage, ImageBlur, SaveImage  # noqa: E402 (made by load())
 
 with Workflow(wait=True) as workflow:  # queued on exit; results arrive over /ws
