@@ -49,6 +49,7 @@ class Settings:
     max_admin_sessions: int = 50  # live sessions opened with the admin password
     audit_retention_days: int = 90
     node_rules: NodeRules = NO_RULES  # node classes each scope may queue (core.node_rules); none: all
+    query_token: bool = False  # True: a key may also come as ?token=<key> in the URL (see the README)
 
     @property
     def enabled(self) -> bool:
@@ -196,6 +197,7 @@ OPTIONS = {
     "MAX_ADMIN_SESSIONS": ("max_admin_sessions", _int_range(1, 10000)),
     "AUDIT_RETENTION_DAYS": ("audit_retention_days", _int_range(1, 100000)),
     "NODE_RULES": ("node_rules", parse_node_rules),
+    "QUERY_TOKEN": ("query_token", _parse_bool),
 }
 
 

@@ -6,13 +6,17 @@ It names the caller and nothing more; whether the caller may use the route
 is the middleware's decision (``server_routes.middleware``).
 """
 
+import base64
+import binascii
+
 from aiohttp import hdrs
-from multidict import istr
+from multidict import CIMultiDict, istr
 
 from ..core import keys as key_format
 from ..core.hashing import secret_hex
 from ..core.proxies import is_loopback
 from ..core.principals import ANONYMOUS, LOCAL_ADMIN, LOCAL_BOOTSTRAP, PASSWORD_ADMIN, for_key
+from ..service.keycache import VERIFIED_BEARERS_MAX
 from .responses import error
 
 SESSION_COOKIE = "comfyui_api_auth"
@@ -24,6 +28,7 @@ X_FORWARDED_PROTO = istr("X-Forwarded-Proto")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 UPGRADE = hdrs.UPGRADE
+TOKEN_PARAMETER = "token"  # ?token=<key>, with COMFYUI_API_AUTH_QUERY_TOKEN=on
 
 
 class Denied(Exception):
@@ -99,17 +104,34 @@ def is_trusted_local(request, trusted_proxies=None) -> bool:
 
 # ---- credentials ----------------------------------------------------------------
 
+def basic_key(credentials: str):
+    """The key in ``Basic base64(<anything>:comfy_...)`` (clients that only
+    speak Basic put it in the password), or None: a Basic header whose
+    password is not one of our keys belongs to someone else, such as an
+    nginx ``auth_basic`` in front that passes its own header upstream."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # not base64, or not UTF-8
+        return None
+    _, colon, password = decoded.partition(":")
+    return password if colon and password.startswith(key_format.PREFIX) else None
+
+
 def presented_key(headers, authorization, api_key):
-    """The key from Authorization: Bearer or X-API-Key; None if there is none."""
+    """The key from Authorization (Bearer, or Basic with a key as the
+    password) or X-API-Key; None if there is none."""
     presented = None
     if authorization is not None:
         if len(headers.getall(AUTHORIZATION)) > 1:
             raise Denied(unauthorized("CONFLICTING_CREDENTIALS", "send one Authorization header"))
         parts = authorization.split(None, 1)
-        if parts and parts[0].lower() == "bearer":
-            presented = parts[1].strip() if len(parts) > 1 else ""
-            if not presented:
-                raise Denied(unauthorized("MALFORMED_CREDENTIALS", "Authorization: Bearer needs a key after it"))
+        scheme = parts[0].lower() if parts else ""
+        if scheme == "bearer":
+            # "Bearer" with nothing after it is no credential: Open WebUI sends
+            # it whenever its key field is empty, its default.
+            presented = (parts[1].strip() if len(parts) > 1 else "") or None
+        elif scheme == "basic" and len(parts) > 1:
+            presented = basic_key(parts[1])
     if api_key is not None:
         values = headers.getall(X_API_KEY)
         if len(values) > 1 and len(set(values)) > 1:
@@ -121,6 +143,23 @@ def presented_key(headers, authorization, api_key):
             raise Denied(unauthorized("CONFLICTING_CREDENTIALS", "Authorization and X-API-Key carry different keys"))
         presented = api_key
     return presented
+
+
+def without_query_token(request):
+    """The request as ComfyUI's handler should see it when its URL carries a
+    key as ``?token=comfy_...`` (COMFYUI_API_AUTH_QUERY_TOKEN=on): the token
+    taken out of the URL, so no handler, log line or stored prompt sees it,
+    and handed on as an ``X-API-Key`` header, so it gets that header's checks
+    (a second, different key is CONFLICTING_CREDENTIALS; a bad one is 401).
+    A ``token`` that is not one of our keys (another node's) stays."""
+    tokens = request.query.getall(TOKEN_PARAMETER, ())
+    ours = [token for token in tokens if token.startswith(key_format.PREFIX)]
+    if not ours:
+        return request
+    headers = CIMultiDict(request.headers)
+    for token in ours:
+        headers.add(X_API_KEY, token)
+    return request.clone(rel_url=request.rel_url.without_query_params(TOKEN_PARAMETER), headers=headers)
 
 
 def session_principal(request, now, sessions, keys_by_pk):
@@ -156,6 +195,7 @@ def identifier(keys, runtime):
     Denied for credentials that are wrong (rather than missing). ``keys`` is
     the KeyCache; ``runtime`` says what a trusted local request gets."""
     key_principals, sessions, keys_by_pk = keys.principals, keys.sessions, keys.by_pk
+    verified = keys.verified_bearers
 
     def identify(request, headers, now):
         authorization = headers.get(AUTHORIZATION)
@@ -169,6 +209,13 @@ def identifier(keys, runtime):
                     raise Denied(_key_failure(presented))
                 if not principal.key.is_active:
                     raise Denied(unauthorized("KEY_DISABLED", "the API key is disabled"))
+                if api_key is None and authorization[:6].lower() == "basic ":
+                    # A client that speaks only Basic sends the same header every
+                    # time: remember it as the Bearer fast path remembers its
+                    # headers (same checks there; cleared when any key changes).
+                    if len(verified) >= VERIFIED_BEARERS_MAX:
+                        verified.clear()
+                    verified[authorization] = principal
                 return principal
         if "Cookie" in headers:
             principal = session_principal(request, now, sessions, keys_by_pk)

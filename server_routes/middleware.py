@@ -26,7 +26,7 @@ from ..core.scopes import scope_for_level
 from ..core.usage import PAGE_FILES, PAGE_LOADS, REFUSED_ROUTE_PREFIX, ROUTE_MAX
 from ..service.dbthread import StorageUnavailable
 from ..service.keycache import VERIFIED_BEARERS_MAX
-from .identity import AUTHORIZATION, X_API_KEY, Denied, identifier, unauthorized
+from .identity import AUTHORIZATION, X_API_KEY, Denied, identifier, unauthorized, without_query_token
 from .route_hooks import wrapper_for
 from .responses import LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER, error, rate_limit_headers
 
@@ -142,6 +142,7 @@ def create_middleware(runtime, hooks=()):
     principals, verified = keys.principals, keys.verified_bearers  # updated in place, never replaced
     principal_of = keys.principal_of  # a key not used since it changed: its principal is built now
     limiter = claims.limiter
+    query_tokens = runtime.settings.query_token  # ?token=<key> accepted (off by default)
     facts_by_route: dict = {}
     hour_clock = HourClock()  # the current hour and its X-RateLimit-Reset text
 
@@ -296,6 +297,8 @@ def create_middleware(runtime, hooks=()):
     async def api_auth_middleware(request, handler):
         if runtime.refusing is not None:
             return error(503, "AUTH_UNAVAILABLE", UNAVAILABLE_MESSAGE)
+        if query_tokens and "token=" in request.query_string:
+            request = without_query_token(request)  # the URL's key moves to a header, out of the handler's sight
         headers = request.headers
         route = request.match_info.route
         facts = facts_by_route.get(route) or route_facts(route, request.method)

@@ -95,7 +95,7 @@ class KeyCache:
         # (principal_of); the request path looks here first
         self.principals: dict[bytes, Principal] = {}
         self.by_pk = RecordsByPk(self)
-        # "Bearer <key>" header values already verified -> principal, so a script's
+        # "Bearer <key>" (and "Basic <user:key>") header values already verified -> principal, so a script's
         # repeat requests skip the SHA-256 (see the README's "Departures"). Only
         # keys that were valid and active go in; emptied on any key change, so a
         # revocation applies at once, and when it reaches VERIFIED_BEARERS_MAX.

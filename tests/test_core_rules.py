@@ -412,6 +412,7 @@ def test_setup_codes_are_80_bits_and_forgive_case_and_dashes():
     ({"COMFYUI_API_AUTH_TRUSTED_PROXIES": "localhost"}, "COMFYUI_API_AUTH_TRUSTED_PROXIES"),
     ({"COMFYUI_API_AUTH_TRUSTED_PROXIES": "*"}, "COMFYUI_API_AUTH_TRUSTED_PROXIES"),
     ({"COMFYUI_API_AUTH_ALLOW_FRAMING": "sometimes"}, "COMFYUI_API_AUTH_ALLOW_FRAMING"),
+    ({"COMFYUI_API_AUTH_QUERY_TOKEN": "token"}, "COMFYUI_API_AUTH_QUERY_TOKEN"),
     ({"COMFYUI_API_AUTH_SESSION_TTL": "5"}, "COMFYUI_API_AUTH_SESSION_TTL"),
     ({"COMFYUI_API_AUTH_LOGIN_CONCURRENCY": "0"}, "COMFYUI_API_AUTH_LOGIN_CONCURRENCY"),
     ({"COMFYUI_API_AUTH_MAX_SESSIONS_PER_KEY": "none"}, "COMFYUI_API_AUTH_MAX_SESSIONS_PER_KEY"),
@@ -425,6 +426,15 @@ def test_bad_settings_name_the_variable(environ, variable):
     with pytest.raises(config.ConfigError) as caught:
         config.load_settings(environ, None)
     assert caught.value.variable == variable
+
+
+def test_the_query_token_is_off_unless_asked_for_in_the_environment_or_the_config_file(tmp_path):
+    assert config.load_settings({}, None).query_token is False
+    assert config.load_settings({"COMFYUI_API_AUTH_QUERY_TOKEN": "on"}, None).query_token is True
+    path = tmp_path / "config.json"
+    path.write_text('{"query_token": true}')
+    assert config.load_settings({}, str(path)).query_token is True
+    assert config.load_settings({"COMFYUI_API_AUTH_QUERY_TOKEN": "off"}, str(path)).query_token is False
 
 
 def test_a_public_path_over_a_package_route_in_the_config_file_names_the_file_key(tmp_path):

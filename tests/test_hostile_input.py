@@ -548,8 +548,6 @@ def refusal_headers(keys):
     admin, plain = keys["admin"]["api_key"], keys["plain"]["api_key"]
     long_key = "comfy_" + "a" * 8000
     return [
-        ("Bearer with nothing", [("Authorization", "Bearer")], "MALFORMED_CREDENTIALS"),
-        ("Bearer with white space", [("Authorization", "Bearer    ")], "MALFORMED_CREDENTIALS"),
         ("empty X-API-Key", [("X-API-Key", "")], "MALFORMED_CREDENTIALS"),
         ("blank X-API-Key", [("X-API-Key", "   ")], "MALFORMED_CREDENTIALS"),
         ("wrong checksum", [("Authorization", f"Bearer {neighbour(admin, keep_checksum=False)}")], "MALFORMED_KEY"),
@@ -629,7 +627,7 @@ def test_credential_spellings_that_are_accepted(server, keys):
 
 
 @pytest.mark.parametrize("scheme", ["Basic Zm9vOmJhcg==", "Digest username=\"a\"", "Token {key}", "Basic {key}",
-                                    "ApiKey {key}", "NotBearer {key}"])
+                                    "ApiKey {key}", "NotBearer {key}", "Bearer", "Bearer    "])
 def test_other_authorization_schemes_are_treated_as_absent(server, keys, scheme):
     header = [("Authorization", scheme.replace("{key}", keys["admin"]["api_key"]))]
     # absent credential: the key route needs a key...

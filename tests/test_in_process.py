@@ -9,6 +9,7 @@ policy decides on their templates before any handler runs.
 """
 
 import contextlib
+import logging
 
 import pytest
 from aiohttp import web
@@ -23,8 +24,8 @@ PromptGate = package_module("server_routes.prompt_gate").PromptGate
 
 
 @contextlib.asynccontextmanager
-async def started_runtime(tmp_path, mode="require"):
-    environ = {"COMFYUI_API_AUTH": mode}
+async def started_runtime(tmp_path, mode="require", **settings):
+    environ = {"COMFYUI_API_AUTH": mode, **{f"COMFYUI_API_AUTH_{name.upper()}": value for name, value in settings.items()}}
     database = environ["COMFYUI_API_AUTH_DB"] = fresh_postgres_database() if ON_POSTGRES else None
     if database is None:
         del environ["COMFYUI_API_AUTH_DB"]
@@ -95,6 +96,61 @@ async def test_a_bearer_key_passes_with_rate_limit_headers_and_the_runtime_count
         assert runtime.keys.verified_bearers[f"Bearer {secret}"].key.pk == key.pk
         counts = {(route, method): cell[:2] for (_, _, route, method), cell in runtime.usage.pending_for(key.pk).items()}
         assert counts == {("/queue", "GET"): [3, 1]}
+
+
+async def test_a_basic_header_with_a_key_is_remembered_as_a_bearer_header_is(aiohttp_client, tmp_path):
+    import base64
+    calls = []
+    async with started_runtime(tmp_path) as runtime:
+        key, secret = await runtime.key_store.create_key("basic", 100, {}, [])
+        client = await aiohttp_client(comfy_like_app(runtime, calls))
+        ours = "Basic " + base64.b64encode(f"user:{secret}".encode()).decode()
+        foreign = "Basic " + base64.b64encode(b"alice:hunter2").decode()
+        assert (await client.get("/api/queue", headers={"Authorization": foreign})).status == 401
+        assert (await client.get("/api/queue", headers={"Authorization": ours})).status == 200
+        # the next request with this header takes the fast path (one dict lookup)
+        assert runtime.keys.verified_bearers[ours].key.pk == key.pk
+        assert foreign not in runtime.keys.verified_bearers
+        response = await client.get("/api/queue", headers={"Authorization": ours})
+        assert response.status == 200 and response.headers["X-RateLimit-Remaining"] == "98"
+        await runtime.key_store.update_key(key.key_id, {"is_active": False})
+        assert ours not in runtime.keys.verified_bearers
+        response = await client.get("/api/queue", headers={"Authorization": ours})
+        assert response.status == 401 and (await response.json())["error_code"] == "KEY_DISABLED"
+        assert calls == ["/api/queue"] * 2
+
+
+async def test_a_query_token_is_taken_out_of_the_url_the_handler_sees(aiohttp_client, tmp_path, caplog):
+    """...and aiohttp's access log, which logs the URL as it came (ComfyUI turns it
+    off; an operator may not), has it redacted by the filter install() adds."""
+    seen = []
+    access_log = logging.getLogger("aiohttp.access")
+    redact = package_module("server_routes.install")._RedactKeys()
+    access_log.addFilter(redact)
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    try:
+        async with started_runtime(tmp_path, query_token="on") as runtime:
+            key, secret = await runtime.key_store.create_key("url", 100, {}, [])
+            app = web.Application(middlewares=[create_middleware(runtime)])
+
+            async def handler(request):
+                seen.append((request.path_qs, dict(request.query), request.headers.get("X-API-Key")))
+                return web.json_response({"ok": True})
+
+            app.router.add_get("/api/view", handler)
+            client = await aiohttp_client(app)
+            response = await client.get(f"/api/view?filename=a%20b.png&token={secret}&type=output")
+            assert response.status == 200 and response.headers["X-RateLimit-Limit"] == "100"
+            (path_qs, query, header), = seen
+            assert secret not in path_qs and query == {"filename": "a b.png", "type": "output"}
+            assert header == secret  # handed on as the header it is checked as
+            other = await client.get("/api/view?filename=x&token=abc")  # not one of ours: left alone
+            assert other.status == 401 and seen[-1:] == [(path_qs, query, header)]
+    finally:
+        access_log.removeFilter(redact)
+    lines = [record.getMessage() for record in caplog.records if record.name == "aiohttp.access"]
+    assert any("/api/view?filename=a%20b.png&token=comfy_[redacted]" in line for line in lines), lines
+    assert not any(secret[6:] in line for line in lines), lines
 
 
 async def test_a_key_without_the_admin_scope_gets_403_on_an_admin_route(aiohttp_client, tmp_path):
