@@ -17,6 +17,7 @@ from aiohttp import web
 from ..core.proxies import is_loopback
 from ..runtime import AuthRuntime, default_data_dir
 from .auth_api import AuthApi
+from .comfy_users import ComfyUsers
 from .exit_signals import flush_on_exit_signals
 from .keys_api import KeysApi
 from .middleware import create_middleware
@@ -110,7 +111,9 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     gate = PromptGate(runtime)
     sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {})
     runtime.keys.access_changed = sockets.sweep
-    middleware = create_middleware(runtime, hooks=(gate, sockets))
+    # Turns ComfyUI's multi-user mode on: each key gets its own ComfyUI user.
+    users = ComfyUsers.install(prompt_server)
+    middleware = create_middleware(runtime, hooks=(gate, sockets, users))
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.
