@@ -317,3 +317,71 @@ def test_with_operator_multi_user_admins_see_comfyuis_users_without_the_keys(tmp
             assert anonymous.status_code in (401, 403, 404) and anonymous.content != b"a's"
     finally:
         server.stop()
+
+
+WHOAMI_NODE = '''
+from aiohttp import web
+from server import PromptServer
+
+NODE_CLASS_MAPPINGS = {}
+
+
+@PromptServer.instance.routes.get("/whoami_probe")
+async def whoami(request):
+    """A custom node's own route that asks ComfyUI whose request this is."""
+    try:
+        return web.json_response({"user": PromptServer.instance.user_manager.get_request_user_id(request)})
+    except KeyError as unknown:
+        return web.json_response({"unknown": str(unknown)}, status=404)
+'''
+
+
+def whoami_node(root):
+    folder = os.path.join(root, "whoami_node")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "__init__.py"), "w") as handle:
+        handle.write(WHOAMI_NODE)
+    return folder
+
+
+@pytest.mark.parametrize("operator_multi_user", [False, True])
+def test_other_routes_that_ask_for_the_user_never_get_a_keys_user(tmp_path, operator_multi_user):
+    """ComfyUI's multi-user mode is on for the package's sake; a route that is not a
+    per-user route (a custom node's, newer ComfyUI's) still never hands out a key's
+    user to a client that names it, and without --multi-user answers default as before."""
+    extra = ["--custom-node", whoami_node(str(tmp_path))] + (["--multi-user"] if operator_multi_user else [])
+    server = Server(str(tmp_path / "host"), "enable", extra_args=extra)
+    try:
+        host, a = server.host, server.a
+        assert requests.get(host.url("/api/settings"), headers=bearer(a)).status_code == 200  # a's user exists
+        a_user = "apikey." + a["key_id"]
+        callers = {"anonymous": (requests, {}), "admin": (server.admin, {}), "key b": (requests, bearer(server.b))}
+        for who, (client, headers) in callers.items():
+            answer = client.get(host.url("/whoami_probe"), headers={**headers, "Comfy-User": a_user}, timeout=10)
+            if operator_multi_user:
+                assert answer.status_code == 404 and "unknown" in answer.json(), who
+            else:
+                assert answer.status_code == 200 and answer.json() == {"user": "default"}, who
+        if operator_multi_user:
+            alice = server.admin.post(host.url("/api/users"), json={"username": "alice"}).json()
+            answer = server.admin.get(host.url("/whoami_probe"), headers={"Comfy-User": alice})
+            assert answer.json() == {"user": alice}  # the operator's users as in ComfyUI
+    finally:
+        server.stop()
+
+
+def test_only_per_user_routes_are_wrapped():
+    """The cheap routes (GET /object_info, the Bearer fast path) get no wrapper:
+    only GET /users and the route table's per-user routes pay for a copy of the request."""
+    from conftest import package_module
+    comfy_users = package_module("server_routes.comfy_users")
+    table = package_module("core.route_table")
+    hook = comfy_users.ComfyUsers(user_manager=object(), operator_multi_user=False)
+    wrapped = sorted((path, method) for (path, method), found in table.ROUTES.items()
+                     if method is not None and hook.wrapper(path, method) is not None)
+    assert wrapped == sorted([
+        ("/users", "GET"), ("/settings", "GET"), ("/settings", "POST"), ("/settings/{id}", "GET"),
+        ("/settings/{id}", "POST"), ("/userdata", "GET"), ("/v2/userdata", "GET"), ("/userdata/{file}", "GET"),
+        ("/userdata/{file}", "POST"), ("/userdata/{file}", "DELETE"), ("/userdata/{file}/move/{dest}", "POST")])
+    assert hook.wrapper("/object_info", "GET") is None and hook.wrapper("/prompt", "POST") is None
+    assert comfy_users.ComfyUsers(user_manager=None, operator_multi_user=False).wrapper("/settings", "GET") is None
