@@ -385,3 +385,34 @@ def test_only_per_user_routes_are_wrapped():
         ("/userdata/{file}", "POST"), ("/userdata/{file}", "DELETE"), ("/userdata/{file}/move/{dest}", "POST")])
     assert hook.wrapper("/object_info", "GET") is None and hook.wrapper("/prompt", "POST") is None
     assert comfy_users.ComfyUsers(user_manager=None, operator_multi_user=False).wrapper("/settings", "GET") is None
+
+
+def test_with_newer_comfyuis_system_users_a_key_still_has_its_own_user(tmp_path):
+    """Newer ComfyUI refuses user ids starting with "__" (system users): a key's id never does."""
+    server = Server(str(tmp_path / "newer"), "require", extra_args=["--emulate-system-users"])
+    try:
+        host, a = server.host, server.a
+        assert host.get("/api/settings", headers=bearer(a)).status_code == 200
+        assert host.post("/api/userdata/workflows%2Fn.json", data=b"new", headers=bearer(a)).status_code == 200
+        assert host.get("/api/userdata/workflows%2Fn.json", headers=bearer(a)).content == b"new"
+        assert host.get("/api/userdata/workflows%2Fn.json", headers=bearer(server.b)).status_code == 404
+        assert os.path.isfile(os.path.join(key_user_dir(host, a), "workflows", "n.json"))
+        spoofed = host.get("/api/userdata/..%2F__api_auth%2Fauth.db", headers=bearer(a, **{"Comfy-User": "__api_auth"}))
+        assert spoofed.status_code == 403
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("key_id", ["YCKXM47U0DwFs8Mo", "..", "../default", "a/b", "__api_auth", "x\\y", "", "é", "a.b",
+                                    "default", "\ud800"])
+def test_a_keys_user_id_is_one_plain_folder_name_comfyui_never_makes(key_id):
+    import re
+    names = __import__("conftest").package_module("core.comfy_user_names")
+    user = names.key_user_id(key_id)
+    assert user.startswith("apikey.") and names.is_key_user(user) and names.is_key_user(user.upper())
+    assert "/" not in user and "\\" not in user and user not in (".", "..") and not user.startswith("__")
+    assert os.path.dirname(os.path.normpath(os.path.join("/u", user))) == "/u"
+    # ComfyUI's add_user: re.sub("[^a-zA-Z0-9-_]+", "-", name) + "_" + uuid4; never a ".".
+    assert not re.fullmatch(r"[a-zA-Z0-9_-]+_[0-9a-f-]{36}", user)
+    assert "." in user and names.key_user_id(key_id) == user  # the same after a restart
+    assert not names.is_key_user("default") and not names.is_key_user("alice_" + str(uuid.uuid4()))
