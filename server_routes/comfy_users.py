@@ -14,8 +14,9 @@ header, but only when ``args.multi_user`` is on. So, while the package is on:
   (a 401 on ``/settings``, which starts the frontend's reload loop).
 - Admins (a password session, an admin-scope key, local trust), anonymous
   callers and the local bootstrap keep ``default``: a ``comfy-user`` they send
-  is dropped, unless the operator ran ``--multi-user`` (then it passes, as in
-  ComfyUI, except a key's user id, which is refused).
+  is ignored (by the guarded look-up below), unless the operator ran
+  ``--multi-user`` (then it counts, as in ComfyUI, except a key's user id,
+  which is refused with 403).
 - ``GET /users`` answers the single-user shape (no user list, so no
   user-selection screen), except to admins when the operator ran
   ``--multi-user``: they get ComfyUI's list without the keys' users.
@@ -36,16 +37,12 @@ Only per-user routes pay for this (one copy of the request); the others,
 such as ``GET /object_info``, are untouched.
 """
 
-import logging
-
 from aiohttp import web
 from multidict import CIMultiDict, istr
 
 from ..core import route_table
 from ..core.comfy_user_names import DEFAULT_USER, is_key_user, key_user_id, without_key_users
 from .responses import error
-
-log = logging.getLogger("comfyui_api_auth")
 
 COMFY_USER = istr("comfy-user")
 # Set on the copy of a key's request: the guarded get_request_user_id trusts only this.
@@ -103,7 +100,7 @@ class ComfyUsers:
         if self.user_manager is None:
             return None
         if path == "/users" and method in ("GET", "HEAD"):
-            return self.users
+            return self.users_answer
         found = route_table.lookup(path, method)
         if found is not None and route_table.PER_USER in found.notes:
             return self.own_user
@@ -125,31 +122,25 @@ class ComfyUsers:
         user = self.user_of(principal)
         if user is not None:
             return await handler(as_user(request, user))
-        sent = request.headers.get(COMFY_USER)
-        if sent is None:
-            return await handler(request)
+        # Anyone else: the guarded look-up answers default whatever they send,
+        # unless the operator ran --multi-user; then a key's user is refused here
+        # (ComfyUI's "unknown user" would be a 401 on /settings: the reload loop).
         if self.operator_multi_user:
-            if is_key_user(sent):
+            sent = request.headers.get(COMFY_USER)
+            if sent is not None and is_key_user(sent):
                 return error(403, "COMFY_USER_REFUSED", FOREIGN_USER_MESSAGE)
-            return await handler(request)
-        return await handler(request.clone(headers=without_header(request.headers)))
+        return await handler(request)
 
-    async def users(self, request, handler, principal, now):
+    async def users_answer(self, request, handler, principal, now):
         if self.operator_multi_user and self.user_of(principal) is None:
             return web.json_response({"storage": "server", "users": without_key_users(self.user_manager.users)})
         return web.json_response(SINGLE_USER)
 
 
-def without_header(headers) -> CIMultiDict:
-    copy = CIMultiDict(headers)
-    copy.popall(COMFY_USER, None)
-    return copy
-
-
 def as_user(request, user):
     """A copy of the request that ComfyUI reads as ``user``'s."""
-    headers = without_header(request.headers)
-    headers[COMFY_USER] = user
+    headers = CIMultiDict(request.headers)
+    headers[COMFY_USER] = user  # replaces every comfy-user the client sent
     copy = request.clone(headers=headers)
     copy[STAMP] = user
     return copy
