@@ -20,6 +20,7 @@ from ..runtime import AuthRuntime, default_data_dir
 from .access_api import AccessApi
 from .auth_api import AuthApi
 from .client_ids import ClientIds, route_prompt_messages
+from .comfy_users import ComfyUsers
 from .exit_signals import flush_on_exit_signals
 from .keys_api import KeysApi
 from .middleware import create_middleware
@@ -127,13 +128,15 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     gate = PromptGate(runtime)
     sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {})
     runtime.keys.access_changed = sockets.sweep
+    # Turns ComfyUI's multi-user mode on: each key gets its own ComfyUI user.
+    users = ComfyUsers.install(prompt_server)
     # Outermost first: a prompt naming someone else's client id or file, or a
     # node its scope may not run, is refused before the gate counts it.
     client_ids = ClientIds(ClientIdOwners(), runtime.clock)
     own_files = OwnFiles(runtime)
     own_work = OwnWork(runtime, prompt_server)
     middleware = create_middleware(runtime, hooks=(client_ids, own_files, NodeRulesHook(runtime), gate, sockets,
-                                                   own_work))
+                                                   own_work, users))
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.

@@ -256,7 +256,8 @@ def surface(prompt_server):
             "class": type(user_manager).__name__,
             "methods": {name: _signature(user_manager, name)
                         for name in ("get_request_user_id", "get_request_user_filepath", "add_user")},
-            "users (single user)": getattr(user_manager, "users", None) if not args.multi_user else None,
+            # Asked of the command line: the API key package turns args.multi_user on itself.
+            "users (single user)": getattr(user_manager, "users", None) if "--multi-user" not in sys.argv else None,
         },
         "args": {name: _type_name(args, name) for name in ARGS},
         "server_module": {name: hasattr(sys.modules["server"], name)
