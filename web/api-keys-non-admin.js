@@ -7,6 +7,7 @@
 import { h } from "./api-keys-dom.js";
 import { LIMITS } from "./api-keys-lib.js";
 import { describeJobLimits, hourMeter, jobLimitsOf, usageView } from "./api-keys-usage.js";
+import { lifecycleFacts } from "./api-keys-key-list.js";
 
 export const withNonAdminViews = (Base) => class NonAdminViews extends Base {
   becomeAdminHelp() {
@@ -68,6 +69,8 @@ export const withNonAdminViews = (Base) => class NonAdminViews extends Base {
         h("dl", { class: "cak-facts" },
           h("dt", { text: "Name" }), h("dd", { class: "cak-name-text", text: usage.key_name }),
           h("dt", { text: "Key ID" }), h("dd", {}, h("code", { class: "cak-code", text: usage.key_id })),
+          usage.scopes ? [h("dt", { text: "Scopes" }), h("dd", { "data-testid": "own-scopes", text: usage.scopes.join(", ") })] : null,
+          lifecycleFacts(usage, Date.now()),
           h("dt", { text: "This hour" }), h("dd", {}, hourMeter(usage.requests_this_hour, usage.rate_limit)),
           usage.job_limits ? [h("dt", { text: "Workflow limits" }), h("dd", { text: describeJobLimits(jobLimitsOf(usage)) })] : null),
         usageView(usage.usage_stats));
