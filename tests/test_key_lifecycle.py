@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 import requests
 
-from conftest import ON_POSTGRES, host_db_file, query_database
+from conftest import (ON_POSTGRES, drop_postgres_database, fresh_postgres_database, host_db_file, package_module,
+                      query_database, query_url)
 from test_websocket_access import (PASSWORD, admin_session, cookie_header, handshake_status, in_thread,
                                    open_socket, revoked, still_open, until_closed)
 
@@ -409,3 +410,43 @@ def test_the_command_line_creates_expiring_keys_lists_expiry_and_rotates(make_ho
     assert status_and_code(host, bearer(key["api_key"])) == (401, "INVALID_KEY")
     assert cli(host, "rotate-key", "NoSuchKey123").returncode != 0
     assert cli(host, "rotate-key", key["key_id"], "--grace-seconds", "-1").returncode != 0
+
+
+# ---- schema v5 -----------------------------------------------------------------------------------
+
+def test_a_version_4_database_is_upgraded_and_its_keys_and_sessions_keep_working(make_host, tmp_path):
+    migrations = package_module("storage.migrations")
+    models = package_module("storage.models")
+    opened = package_module("storage.database")
+    made = package_module("core.keys").new_key()
+    url = fresh_postgres_database() if ON_POSTGRES else f"sqlite:///{tmp_path / 'v4' / 'auth.db'}"
+    try:
+        database = opened.open_database(url)
+        database.bind(models.ALL_MODELS)
+        with database.atomic():
+            for _version, step in migrations.MIGRATIONS[:4]:
+                step(database)
+            models.MetaValue.insert(name=migrations.SCHEMA_VERSION_NAME, number=4).execute()
+            mark = database.param
+            # a key as version 4 stored it (its columns only)
+            database.execute_sql(
+                "INSERT INTO api_auth_keys (key_id, key_hash, prefix, name, rate_limit, is_active, metadata, scopes, "
+                f"created_at, updated_at, revision) VALUES ({', '.join([mark] * 11)})",
+                (made.key_id, made.key_hash, made.prefix, "from v4", 1000, True, "{}", "admin", time.time(),
+                 time.time(), 1))
+        database.close()
+        host = make_host(env={"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH": "require"})
+        assert "schema upgraded from version 4 to 5" in host.log()
+        headers = {"X-API-Key": made.plaintext}
+        listed = host.get("/api/keys", headers=headers).json()["keys"][0]
+        assert listed["name"] == "from v4" and listed["expires_at"] is None and listed["allowed_ips"] == []
+        session, response = sign_in(host, made.plaintext)
+        assert response.status_code == 200
+        rotated = host.post(f"/api/keys/{made.key_id}/rotate", json={"grace_seconds": 60}, headers=headers)
+        assert rotated.status_code == 200
+        assert session.get(host.url("/api/keys")).status_code == 200  # opened with the old secret, in its grace
+        assert query_url(url, "SELECT number FROM api_auth_meta WHERE name = 'schema_version'") == [(5,)]
+        assert query_url(url, "SELECT generation, previous_key_hash FROM api_auth_keys") == [(1, made.key_hash)]
+    finally:
+        if ON_POSTGRES:
+            drop_postgres_database(url)
