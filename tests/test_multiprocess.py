@@ -152,8 +152,9 @@ def test_an_expiry_and_a_rotation_set_on_one_process_hold_on_every_process_withi
     pending, seen = set(range(PROCESSES)), {}
     while pending and time.time() - started < refresh + 3:
         for index in list(pending):
-            old = cluster[index].get("/api/features", headers=bearer)
+            # the new secret first: once it works there, that process has the rotation (the last change)
             new = cluster[index].get("/api/features", headers={"Authorization": f"Bearer {rotated['api_key']}"})
+            old = cluster[index].get("/api/features", headers=bearer)
             seen[index] = (old.status_code, old.text[:60], new.status_code)
             if old.status_code == 401 and new.status_code == 200:
                 assert old.json()["error_code"] == "INVALID_KEY", seen
