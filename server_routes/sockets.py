@@ -59,7 +59,7 @@ def revocation(keys, holder, now):
         if principal.networks and not address_allowed(principal.networks, client):
             return IP_NOT_ALLOWED
     if session_hash is not None:
-        session = keys.sessions.get(session_hash)  # (kind, key pk, expires at)
+        session = keys.sessions.get(session_hash)  # (kind, key pk, expires at, key generation)
         if session is None:
             return SIGNED_OUT
         if session[2] <= now:
