@@ -20,13 +20,12 @@ from multidict import istr
 
 from ..core import keys as key_format
 from ..core import policy as access
-from ..core.addresses import address_allowed
 from ..core.principals import ANONYMOUS
 from ..core.ratelimit import REFUSED, WINDOW_SECONDS, HourClock
 from ..core.usage import PAGE_FILES, PAGE_LOADS
 from ..service.dbthread import StorageUnavailable
 from ..service.keycache import VERIFIED_BEARERS_MAX
-from .identity import AUTHORIZATION, X_API_KEY, Denied, client_address, identifier, unauthorized
+from .identity import AUTHORIZATION, X_API_KEY, Denied, identifier, unauthorized
 from .route_hooks import wrapper_for
 from .responses import LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER, error, rate_limit_headers
 
@@ -185,11 +184,11 @@ def create_middleware(runtime, hooks=()):
         return unauthorized("AUTH_REQUIRED", "sign in at /login, or send an API key as 'Authorization: Bearer <key>'"
                              + (" (or call from this machine)" if runtime.local_trust == "on" else ""))
 
-    def bearer_principal(request, headers, authorization, facts, now):
-        """The principal of a lone, valid, active, unexpired ``Authorization: Bearer <key>``
-        allowed on this route and from this address; else None. A header value seen
-        before costs one dict lookup (``keys.verified_bearers``), a new one (or one of
-        a key with an expiry or an allowlist) a SHA-256."""
+    def bearer_principal(headers, authorization, facts):
+        """The principal of a lone, valid, active ``Authorization: Bearer <key>``
+        allowed on this route, of a key without an expiry, a rotation's old
+        secret or an allowlist; else None. A header value seen before costs one
+        dict lookup (``keys.verified_bearers``), a new one a SHA-256."""
         principal = verified.get(authorization)
         if principal is None:
             if not authorization.startswith("Bearer "):
@@ -202,16 +201,13 @@ def create_middleware(runtime, hooks=()):
             if principal is None or not principal.key.is_active:
                 return None
             if principal.restricted:
-                # An expiry, a rotation's grace period or an allowlist: checked on
-                # every request here, so never remembered in ``verified`` (whose
-                # hits skip it); the general path answers the refusal.
-                if principal.ends_at <= now or (principal.networks and not address_allowed(
-                        principal.networks, client_address(request, runtime.trusted_proxies))):
-                    return None
-            else:
-                if len(verified) >= VERIFIED_BEARERS_MAX:
-                    verified.clear()
-                verified[authorization] = principal
+                # An expiry, a rotation's grace period or an allowlist: the general
+                # path (identify) checks it on every request and answers a refusal;
+                # never remembered in ``verified``, whose hits are not checked.
+                return None
+            if len(verified) >= VERIFIED_BEARERS_MAX:
+                verified.clear()
+            verified[authorization] = principal
         if (not principal.key.is_active or (facts.admin_only and not principal.is_admin)
                 or X_API_KEY in headers or len(headers.getall(AUTHORIZATION)) != 1):
             return None
@@ -295,7 +291,7 @@ def create_middleware(runtime, hooks=()):
         # admin route, a preflight) goes through identify() and the policy,
         # which give the exact answer.
         authorization = headers.get(AUTHORIZATION)
-        principal = (bearer_principal(request, headers, authorization, facts, now)
+        principal = (bearer_principal(headers, authorization, facts)
                      if authorization is not None and facts.key_fast_path else None)
         if principal is not None:
             key = principal.key
