@@ -126,7 +126,16 @@ def _key_json(record) -> dict:
     return {"key_id": record.key_id, "name": record.name, "prefix": record.prefix,
             "rate_limit": record.rate_limit, "is_active": record.is_active,
             "scopes": list(record.scopes), "metadata": record.metadata,
-            "created_at": record.created_at, "last_used": record.last_used}
+            "created_at": record.created_at, "last_used": record.last_used,
+            "expires_at": record.expires_at, "allowed_ips": list(record.allowed_ips),
+            "previous_key_valid_until": record.previous_valid_until}
+
+
+def _expiry_text(record, now) -> str:
+    if record.expires_at is None:
+        return "never"
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(record.expires_at))
+    return f"expired {when}" if record.expires_at <= now else f"expires {when}"
 
 
 def cmd_create_key(options, database):
@@ -135,6 +144,7 @@ def cmd_create_key(options, database):
             "name": options.name, "rate_limit": options.rate_limit,
             "metadata": json.loads(options.metadata) if options.metadata else {},
             "scopes": ["admin"] if options.admin else (options.scope or list(scopes.DEFAULT_SCOPES)),
+            "expires_in_days": options.expires_in_days,
         })
     except (validation.InvalidInput, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
@@ -145,6 +155,7 @@ def cmd_create_key(options, database):
         print(json.dumps({**_key_json(record), "api_key": made.plaintext}))
     else:
         print(f"key_id:  {record.key_id}\nname:    {record.name}\nscopes:  {','.join(record.scopes) or '-'}")
+        print(f"expiry:  {_expiry_text(record, time.time())} (UTC)")
         print(f"api_key: {made.plaintext}\nSave this key now - it will not be shown again.")
 
 
@@ -153,10 +164,11 @@ def cmd_list_keys(options, database):
     if options.json:
         print(json.dumps([_key_json(record) for record in records]))
         return
+    now = time.time()
     for record in records:
         state = "active" if record.is_active else "disabled"
         print(f"{record.key_id}  {record.prefix}…  {state:8}  {record.rate_limit:>10}/h  "
-              f"{','.join(record.scopes) or '-':6}  {record.name}")
+              f"{','.join(record.scopes) or '-':6}  {_expiry_text(record, now):24}  {record.name}")
 
 
 def _change(options, database, changes, verb):
@@ -180,6 +192,25 @@ def cmd_delete_key(options, database):
         raise SystemExit(f"error: no key with key_id '{options.key_id}'")
     _audit(database, "key_delete", options.key_id)
     print(f"deleted {options.key_id}")
+
+
+def cmd_rotate_key(options, database):
+    try:
+        grace = validation.parse_rotate({"grace_seconds": options.grace_seconds})
+    except validation.InvalidInput as error:
+        raise SystemExit(f"error: {error}") from None
+    made = key_format.new_key()
+    record, _ = repository.rotate_key(database, options.key_id, made.key_hash, made.prefix, grace, time.time())
+    if record is None:
+        raise SystemExit(f"error: no key with key_id '{options.key_id}'")
+    _audit(database, "key_rotate", record.key_id, grace_seconds=grace)
+    if options.json:
+        print(json.dumps({**_key_json(record), "api_key": made.plaintext}))
+        return
+    old = (f"the old key works until {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(record.previous_valid_until))} "
+           "UTC" if grace else "the old key no longer works")
+    print(f"key_id:  {record.key_id}\nname:    {record.name}\napi_key: {made.plaintext}\n"
+          f"Save this key now - it will not be shown again; {old} (running servers: within their refresh interval).")
 
 
 def cmd_set_password(options, database):
@@ -229,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a scope to give the key (repeatable; default: generate). "
                              + "; ".join(f"{name}: {text}" for name, text in scopes.SCOPE_SUMMARIES.items()))
     create.add_argument("--admin", action="store_true", help="give the key the admin scope (same as --scope admin)")
+    create.add_argument("--expires-in-days", type=int, help="the key stops working after this many days "
+                                                            "(default: never)")
     create.add_argument("--json", action="store_true")
     create.set_defaults(run=cmd_create_key)
 
@@ -242,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("key_id")
         sub.set_defaults(run=run)
+
+    rotate = commands.add_parser("rotate-key", help="give a key a new secret (printed once); it keeps its id, "
+                                                    "settings and usage")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--grace-seconds", type=int, default=0,
+                        help=f"how long the old secret keeps working (0 to {validation.GRACE_SECONDS_MAX}; default 0)")
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(run=cmd_rotate_key)
 
     password = commands.add_parser("set-password", help="set the admin password (asked for, or read from stdin)")
     password.add_argument("--password-stdin", action="store_true")

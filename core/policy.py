@@ -39,6 +39,7 @@ BUILTIN_RULES = {
     ("/auth/setup", "POST"): PUBLIC,
     ("/keys", None): KEYS,
     ("/keys/{key_id}", None): KEYS,
+    ("/keys/{key_id}/rotate", None): KEYS,
     ("/auth/password", None): ADMIN,
     ("/auth/sessions/end-all", None): ADMIN,
     ("/audit", None): ADMIN,

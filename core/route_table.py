@@ -322,6 +322,7 @@ THIS_PACKAGE = {
     ("/usage", "GET"): rule(READ, KEY_HOLDER),
     ("/keys", ANY): rule(ADMIN),
     ("/keys/{key_id}", ANY): rule(ADMIN),
+    ("/keys/{key_id}/rotate", ANY): rule(ADMIN),
     ("/audit", ANY): rule(ADMIN),
     ("/auth/password", ANY): rule(ADMIN),
     ("/auth/openapi.json", ANY): rule(ADMIN),

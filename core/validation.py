@@ -5,8 +5,11 @@ answers 400 before anything reaches the database.
 """
 
 import json
+import math
+import time
 import unicodedata
 
+from .addresses import BadAllowlist, validate_allowed_ips as _allowlist
 from .scopes import DEFAULT_SCOPES, KNOWN_SCOPES
 
 NAME_MAX = 100
@@ -26,8 +29,16 @@ PASSWORD_MAX_BYTES = 72  # bcrypt reads only this many
 
 LOGIN_FIELDS = frozenset({"password", "api_key"})
 SETUP_FIELDS = frozenset({"code", "password"})
-CREATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "job_limits"})
-UPDATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "is_active", "job_limits"})
+CREATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "job_limits", "expires_at",
+                           "expires_in_days", "allowed_ips"})
+UPDATE_FIELDS = frozenset({"name", "rate_limit", "metadata", "scopes", "is_active", "job_limits", "expires_at",
+                           "allowed_ips"})
+# PATCH fields whose null is a value (never expires), not "unchanged".
+NULLABLE_UPDATE_FIELDS = frozenset({"expires_at"})
+ROTATE_FIELDS = frozenset({"grace_seconds"})
+EXPIRES_AT_MAX = 253402300799  # 9999-12-31T23:59:59Z
+EXPIRES_IN_DAYS_MAX = 36500
+GRACE_SECONDS_MAX = 30 * 86400
 JOB_LIMIT_FIELDS = ("prompts_per_hour", "max_waiting")
 
 
@@ -129,6 +140,30 @@ def validate_is_active(value) -> bool:
     return value
 
 
+def validate_expires_at(value) -> float | None:
+    """Unix seconds (a number), or None: never expires."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 < value <= EXPIRES_AT_MAX:
+        raise InvalidInput("expires_at", f"'expires_at' must be null or Unix seconds from 1 to {EXPIRES_AT_MAX}")
+    return float(value)
+
+
+def validate_expires_in_days(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= EXPIRES_IN_DAYS_MAX:
+        raise InvalidInput("expires_in_days", f"'expires_in_days' must be an integer from 1 to {EXPIRES_IN_DAYS_MAX}")
+    return value
+
+
+def validate_allowed_ips(value) -> list:
+    try:
+        return _allowlist(value)
+    except BadAllowlist as error:
+        raise InvalidInput("allowed_ips", f"'allowed_ips' {error}" if str(error).startswith("must")
+                           else f"'allowed_ips': {error}") from None
+
+
 _VALIDATORS = {
     "name": validate_name,
     "rate_limit": validate_rate_limit,
@@ -136,10 +171,13 @@ _VALIDATORS = {
     "scopes": validate_scopes,
     "is_active": validate_is_active,
     "job_limits": validate_job_limits,
+    "expires_at": validate_expires_at,
+    "allowed_ips": validate_allowed_ips,
 }
 
 
-def parse_create(body) -> dict:
+def parse_create(body, now: float | None = None) -> dict:
+    """``now``: for ``expires_in_days`` and refusing an ``expires_at`` in the past (default: the clock)."""
     body = _require_object(body)
     _refuse_unknown(body, CREATE_FIELDS)
     if "name" not in body:
@@ -150,19 +188,45 @@ def parse_create(body) -> dict:
         "metadata": validate_metadata(body.get("metadata", {})),
         "scopes": validate_scopes(body.get("scopes", list(DEFAULT_SCOPES))),
         "job_limits": validate_job_limits({} if body.get("job_limits") is None else body["job_limits"]),
+        "allowed_ips": validate_allowed_ips(body.get("allowed_ips") or []),
+        **_create_expiry(body, time.time() if now is None else now),
     }
 
 
+def _create_expiry(body: dict, now: float) -> dict:
+    """``expires_at`` from ``expires_at`` or ``expires_in_days`` (one of them, or neither)."""
+    days = body.get("expires_in_days")
+    expires_at = validate_expires_at(body.get("expires_at"))
+    if days is not None:
+        if expires_at is not None:
+            raise InvalidInput("expires_in_days", "send 'expires_at' or 'expires_in_days', not both")
+        expires_at = now + validate_expires_in_days(days) * 86400.0
+    elif expires_at is not None and expires_at <= now:
+        raise InvalidInput("expires_at", "'expires_at' must be in the future (a new key that never works is a mistake)")
+    return {"expires_at": expires_at}
+
+
 def parse_update(body) -> dict:
-    """Fields to change. ``null`` means unchanged, as the earlier fork had it."""
+    """Fields to change. ``null`` means unchanged, as the earlier fork had it,
+    except for ``expires_at``, where null means never (clears an expiry)."""
     body = _require_object(body)
     _refuse_unknown(body, UPDATE_FIELDS)
     changes = {}
     for field_name, value in body.items():
-        if value is None:
+        if value is None and field_name not in NULLABLE_UPDATE_FIELDS:
             continue
         changes[field_name] = _VALIDATORS[field_name](value)
     return changes
+
+
+def parse_rotate(body) -> int:
+    """``grace_seconds`` from a rotation body: how long the old secret keeps working (0: not at all)."""
+    body = _require_object(body)
+    _refuse_unknown(body, ROTATE_FIELDS)
+    grace = body.get("grace_seconds", 0)
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= GRACE_SECONDS_MAX:
+        raise InvalidInput("grace_seconds", f"'grace_seconds' must be an integer from 0 to {GRACE_SECONDS_MAX}")
+    return grace
 
 
 def parse_days(text: str | None, default: int = 30) -> int:

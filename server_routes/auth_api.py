@@ -13,7 +13,8 @@ from ..core.ratelimit import REFUSED, WINDOW_SECONDS, window_start
 from ..service.dbthread import StorageUnavailable
 from .login_page import LOGIN_PAGE
 from .keys_api import audit
-from .identity import SESSION_COOKIE, client_address, is_https
+from ..core.principals import secret_generation
+from .identity import KEY_REFUSALS, SESSION_COOKIE, client_address, is_https, key_problem
 from .middleware import current_principal, too_many
 from .responses import BodyError, error, invalid, read_json
 
@@ -31,12 +32,18 @@ def _too_many_attempts(wait: int):
                  headers={"Retry-After": str(wait)}, reset_in=wait)
 
 
-def _active_key(runtime, presented: str):
-    """The record of an active key, or None. A key session follows the key:
-    disabling or unscoping it takes effect."""
+def _key_sign_in(runtime, request, presented: str, now: float):
+    """(the principal of a usable key, None); (None, None) for a wrong, disabled
+    or rotated-away secret (a wrong attempt); (None, the refusal) for an expired
+    key, or one used from an address its allowlist does not have. A key
+    session follows the key: disabling, unscoping or rotating it takes effect."""
     principal = runtime.keys.principal_of(key_format.digest_key(presented))
-    record = principal.key if principal is not None else None
-    return record if record is not None and record.is_active else None
+    if principal is None:
+        return None, None
+    problem = key_problem(principal, request, now, runtime.trusted_proxies)
+    if problem in ("KEY_EXPIRED", "IP_NOT_ALLOWED"):
+        return None, KEY_REFUSALS[problem]()
+    return (principal, None) if problem is None else (None, None)
 
 
 async def _resolved(value):
@@ -121,11 +128,15 @@ class AuthApi:
             if refusal is not None:
                 return refusal
             field, secret = parsed
+            key_principal = None
             if field == "password":
                 key = None
                 outcome, attempt = await self._check_password(client, secret)
             else:
-                key = _active_key(runtime, secret)
+                key_principal, refusal = _key_sign_in(runtime, request, secret, started)
+                if refusal is not None:
+                    return refusal
+                key = key_principal.key if key_principal is not None else None
                 outcome, attempt = await self._evaluate(client, partial(_resolved, key is not None))
             if isinstance(outcome, web.Response):
                 return outcome
@@ -139,8 +150,9 @@ class AuthApi:
                 return too_many(key, window_start(started) + WINDOW_SECONDS, started)
             audit(runtime, request, "sign_in", key.key_id if key is not None else "admin", method=method)
             # The good attempt is given back in the session's own transaction.
-            token = await runtime.sign_in.open_session("admin" if key is None else "key", key.pk if key is not None else None,
-                                                       client, attempt)
+            token = await runtime.sign_in.open_session(
+                "admin" if key is None else "key", key.pk if key is not None else None, client, attempt,
+                secret_generation(key_principal) if key_principal is not None else 0)
         body = {"ok": True, "kind": "admin" if key is None or key.is_admin else "key"}
         response = web.json_response(body, headers={"Cache-Control": "no-store"})
         self._set_cookie(request, response, token)

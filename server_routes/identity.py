@@ -13,6 +13,7 @@ from aiohttp import hdrs
 from multidict import CIMultiDict, istr
 
 from ..core import keys as key_format
+from ..core.addresses import address_allowed
 from ..core.hashing import secret_hex
 from ..core.proxies import is_loopback
 from ..core.principals import ANONYMOUS, LOCAL_ADMIN, LOCAL_BOOTSTRAP, PASSWORD_ADMIN, for_key
@@ -44,7 +45,44 @@ def unauthorized(code: str, message: str):
 def _key_failure(presented: str):
     if not key_format.is_well_formed(presented):
         return unauthorized("MALFORMED_KEY", "the API key is malformed (expected comfy_ followed by 46 letters and digits)")
+    return invalid_key()
+
+
+def invalid_key():
     return unauthorized("INVALID_KEY", "the API key is not valid")
+
+
+def key_expired():
+    return unauthorized("KEY_EXPIRED", "the API key has expired; ask an admin for a new one or a later expiry")
+
+
+def ip_not_allowed():
+    return error(403, "IP_NOT_ALLOWED", "this API key may not be used from your address (its IP allowlist)")
+
+
+def key_problem(principal, request, now, trusted_proxies) -> str | None:
+    """Why a key's principal may not be used for this request, as an error
+    code (see KEY_REFUSALS): its secret's grace period is over, the key is
+    disabled or expired, or the caller's address is not on its allowlist.
+    None if it may."""
+    key = principal.key
+    if principal.ends_at <= now and not key.is_expired(now):
+        return "INVALID_KEY"  # a rotated key's previous secret, after its grace period
+    if not key.is_active:
+        return "KEY_DISABLED"
+    if principal.ends_at <= now:
+        return "KEY_EXPIRED"
+    if principal.networks and not address_allowed(principal.networks, client_address(request, trusted_proxies)):
+        return "IP_NOT_ALLOWED"
+    return None
+
+
+KEY_REFUSALS = {
+    "INVALID_KEY": invalid_key,
+    "KEY_DISABLED": lambda: unauthorized("KEY_DISABLED", "the API key is disabled"),
+    "KEY_EXPIRED": key_expired,
+    "IP_NOT_ALLOWED": ip_not_allowed,
+}
 
 
 # ---- the connection ----------------------------------------------------------------
@@ -162,10 +200,11 @@ def without_query_token(request):
     return request.clone(rel_url=request.rel_url.without_query_params(TOKEN_PARAMETER), headers=headers)
 
 
-def session_principal(request, now, sessions, keys_by_pk):
+def session_principal(request, now, sessions, keys, trusted_proxies=None):
     """The principal of the request's session cookie, or None (no cookie, or a
-    stale one: the browser is simply signed out). ``sessions`` maps a token's
-    hash to (kind, key pk, expires at)."""
+    stale one: the browser is simply signed out; so is a session whose key
+    expired or whose secret was rotated away). ``sessions`` maps a token's
+    hash to (kind, key pk, expires at, key generation); ``keys`` is the KeyCache."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
@@ -173,14 +212,15 @@ def session_principal(request, now, sessions, keys_by_pk):
     session = sessions.get(digest) if digest else None
     if session is None or session[2] <= now:
         return None
-    kind, key_pk, _ = session
+    kind, key_pk, _, generation = session
     if kind == "admin":
         principal = PASSWORD_ADMIN
     else:
-        record = keys_by_pk.get(key_pk)
-        if record is None or not record.is_active:
+        principal = session_key_principal(keys, key_pk, generation, now)
+        if principal is None:
             return None
-        principal = for_key(record, "session")
+        if principal.networks and not address_allowed(principal.networks, client_address(request, trusted_proxies)):
+            raise Denied(ip_not_allowed())
     # A WebSocket handshake is a GET, but what it opens acts for the page
     # (SameSite=Lax sends the cookie from a sibling subdomain or port), so
     # it must come from the same origin too.
@@ -190,11 +230,28 @@ def session_principal(request, now, sessions, keys_by_pk):
     return principal
 
 
+def session_key_principal(keys, key_pk, generation, now):
+    """The principal of a key session (opened with the key's secret of
+    ``generation``), or None once the key is gone, disabled or expired, or
+    that secret was rotated away (at once, or at the end of its grace period)."""
+    current = keys.key_principal(key_pk)
+    if current is None:
+        return None
+    record = current.key
+    if not record.is_active or record.is_expired(now):
+        return None
+    if generation == record.generation:
+        return for_key(record, "session")
+    if generation == record.generation - 1 and (record.previous_valid_until or 0.0) > now:
+        return for_key(record, "session", previous=True)
+    return None
+
+
 def identifier(keys, runtime):
     """``identify(request, headers, now)``: the principal of a request, or
     Denied for credentials that are wrong (rather than missing). ``keys`` is
     the KeyCache; ``runtime`` says what a trusted local request gets."""
-    key_principals, sessions, keys_by_pk = keys.principals, keys.sessions, keys.by_pk
+    key_principals, sessions = keys.principals, keys.sessions
     verified = keys.verified_bearers
 
     def identify(request, headers, now):
@@ -207,18 +264,20 @@ def identifier(keys, runtime):
                 principal = key_principals.get(digest) or keys.principal_of(digest)
                 if principal is None:
                     raise Denied(_key_failure(presented))
-                if not principal.key.is_active:
-                    raise Denied(unauthorized("KEY_DISABLED", "the API key is disabled"))
-                if api_key is None and authorization[:6].lower() == "basic ":
+                problem = key_problem(principal, request, now, runtime.trusted_proxies)
+                if problem is not None:
+                    raise Denied(KEY_REFUSALS[problem]())
+                if api_key is None and authorization[:6].lower() == "basic " and not principal.restricted:
                     # A client that speaks only Basic sends the same header every
                     # time: remember it as the Bearer fast path remembers its
                     # headers (same checks there; cleared when any key changes).
+                    # A restricted key (expiry, grace, allowlist) is checked every time.
                     if len(verified) >= VERIFIED_BEARERS_MAX:
                         verified.clear()
                     verified[authorization] = principal
                 return principal
         if "Cookie" in headers:
-            principal = session_principal(request, now, sessions, keys_by_pk)
+            principal = session_principal(request, now, sessions, keys, runtime.trusted_proxies)
             if principal is not None:
                 return principal
         if runtime.trusted_local_possible and is_trusted_local(request, runtime.trusted_proxies):

@@ -126,7 +126,8 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
         log.info("[api-auth] COMFYUI_API_AUTH=off: the API key package is loaded and does nothing")
         return runtime
     gate = PromptGate(runtime)
-    sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {})
+    sockets = OpenSockets(runtime.keys, runtime.clock, lambda: getattr(prompt_server, "sockets", None) or {},
+                          lambda: runtime.trusted_proxies)
     runtime.keys.access_changed = sockets.sweep
     # Turns ComfyUI's multi-user mode on: each key gets its own ComfyUI user.
     users = ComfyUsers.install(prompt_server)

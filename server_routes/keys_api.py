@@ -13,6 +13,7 @@ from .middleware import LOCAL_BOOTSTRAP_LIMIT, current_principal
 from .responses import BodyError, error, invalid, read_json
 
 CREATED_MESSAGE = "API key created. Save this key - it will not be shown again."
+ROTATED_MESSAGE = "API key rotated. Save the new key - it will not be shown again."
 KEY_ID_MAX = 32  # the key_id column's size (storage.models.ApiKey); keys.new_key makes 16
 INT_DIGITS_MAX = 19  # digits of the largest 64-bit integer: a longer query number is refused unparsed
 AUDIT_PAGE_DEFAULT = 100  # events per GET /audit page
@@ -35,6 +36,19 @@ def key_json(runtime, record: KeyRecord, pending_last_used: dict | None = None,
         "scopes": list(record.scopes),
         "job_limits": {"prompts_per_hour": record.prompts_per_hour, "max_waiting": record.max_waiting},
         "requests_this_hour": (requests_this_hour or {}).get(record.pk, 0),
+        **lifecycle_json(record, runtime.clock()),
+    }
+
+
+def lifecycle_json(record: KeyRecord, now: float) -> dict:
+    """Expiry, allowlist and a rotation's grace period, as the key's holder and admins see them."""
+    previous_until = record.previous_valid_until
+    return {
+        "expires_at": record.expires_at,
+        "expired": record.is_expired(now),
+        "allowed_ips": list(record.allowed_ips),
+        # when the secret it had before its last rotation stops working; null: it has none that works
+        "previous_key_valid_until": previous_until if previous_until is not None and previous_until > now else None,
     }
 
 
@@ -87,7 +101,7 @@ class KeysApi:
 
     async def create(self, request):
         try:
-            fields = validation.parse_create(await self._body(request))
+            fields = validation.parse_create(await self._body(request), self.runtime.clock())
         except BodyError as exc:
             return exc.response
         except validation.InvalidInput as exc:
@@ -97,7 +111,8 @@ class KeysApi:
             return refusal
         record, plaintext = await self.runtime.key_store.create_key(**fields)
         audit(self.runtime, request, "key_create", record.key_id, name=record.name,
-              rate_limit=record.rate_limit, scopes=list(record.scopes))
+              rate_limit=record.rate_limit, scopes=list(record.scopes), expires_at=record.expires_at,
+              allowed_ips=list(record.allowed_ips))
         body = key_json(self.runtime, record)
         body.update(api_key=plaintext, message=CREATED_MESSAGE)
         return web.json_response(body, headers={"Cache-Control": "no-store"})
@@ -143,6 +158,29 @@ class KeysApi:
         body["message"] = "API key updated."
         return web.json_response(body)
 
+    async def rotate(self, request):
+        """A new secret for the key, shown once; the old one works ``grace_seconds`` more."""
+        key_id = request.match_info["key_id"]
+        try:
+            grace = validation.parse_rotate(await self._body(request))
+        except BodyError as exc:
+            return exc.response
+        except validation.InvalidInput as exc:
+            return invalid(exc)
+        if not _plausible_key_id(key_id):
+            return _not_found(key_id)
+        if current_principal.get().is_bootstrap:
+            refusal = _beyond_bootstrap(record=await self.runtime.key_store.get_key(key_id))
+            if refusal is not None:
+                return refusal
+        record, plaintext = await self.runtime.key_store.rotate_key(key_id, grace)
+        if record is None:
+            return _not_found(key_id)
+        audit(self.runtime, request, "key_rotate", key_id, grace_seconds=grace)
+        body = key_json(self.runtime, record, None, await self.runtime.key_store.requests_this_hour([record.pk]))
+        body.update(api_key=plaintext, message=ROTATED_MESSAGE)
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
     async def delete(self, request):
         key_id = request.match_info["key_id"]
         if current_principal.get().is_bootstrap:
@@ -166,8 +204,9 @@ class KeysApi:
         return web.json_response({
             "key_id": record.key_id,
             "key_name": record.name,
-            "rate_limit": record.rate_limit,
             "scopes": list(record.scopes),
+            **lifecycle_json(record, self.runtime.clock()),
+            "rate_limit": record.rate_limit,
             "job_limits": {"prompts_per_hour": record.prompts_per_hour, "max_waiting": record.max_waiting},
             "requests_this_hour": (await self.runtime.key_store.requests_this_hour([record.pk]))[record.pk],
             "usage_stats": await self.runtime.key_store.usage_stats(record, days),
@@ -187,5 +226,6 @@ class KeysApi:
         routes.get("/keys/{key_id}")(self.read)
         routes.patch("/keys/{key_id}")(self.update)
         routes.delete("/keys/{key_id}")(self.delete)
+        routes.post("/keys/{key_id}/rotate")(self.rotate)
         routes.get("/usage")(self.usage)
         routes.get("/audit")(self.audit_trail)

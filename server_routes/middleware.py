@@ -208,7 +208,8 @@ def create_middleware(runtime, hooks=()):
 
     def bearer_principal(headers, authorization, facts):
         """The principal of a lone, valid, active ``Authorization: Bearer <key>``
-        allowed on this route; else None. A header value seen before costs one
+        allowed on this route, of a key without an expiry, a rotation's old
+        secret or an allowlist; else None. A header value seen before costs one
         dict lookup (``keys.verified_bearers``), a new one a SHA-256."""
         principal = verified.get(authorization)
         if principal is None:
@@ -220,6 +221,11 @@ def create_middleware(runtime, hooks=()):
             except UnicodeEncodeError:
                 return None
             if principal is None or not principal.key.is_active:
+                return None
+            if principal.restricted:
+                # An expiry, a rotation's grace period or an allowlist: the general
+                # path (identify) checks it on every request and answers a refusal;
+                # never remembered in ``verified``, whose hits are not checked.
                 return None
             if len(verified) >= VERIFIED_BEARERS_MAX:
                 verified.clear()

@@ -12,15 +12,17 @@ A sweep runs after every key or session change this process makes and on
 every refresh tick (changes made by other processes, sessions running out).
 A socket whose holder no longer gets in is sent one message saying why,
 ``{"type": "api_auth_revoked", "data": {"reason": ..., "login_url": "/login"}}``,
-then closed with code 4401. A new reason to end access (a key that expires,
-the grace period of a rotated key) is one more case in :func:`revocation`.
+then closed with code 4401. Every reason to end access is one case in
+:func:`revocation`.
 """
 
 import asyncio
 import logging
 
+from ..core.addresses import address_allowed
 from ..core.hashing import secret_hex
-from .identity import SESSION_COOKIE
+from ..core.principals import secret_generation
+from .identity import SESSION_COOKIE, client_address
 
 log = logging.getLogger("comfyui_api_auth")
 
@@ -32,20 +34,32 @@ KEY_REVOKED = "key_revoked"
 KEY_DISABLED = "key_disabled"
 SIGNED_OUT = "signed_out"
 SESSION_EXPIRED = "session_expired"
+KEY_EXPIRED = "key_expired"
+KEY_ROTATED = "key_rotated"  # opened with a secret the key no longer has (rotated, grace over)
+IP_NOT_ALLOWED = "ip_not_allowed"  # the key's allowlist no longer has the socket's address
 
 
 def revocation(keys, holder, now):
     """Why a socket's holder no longer gets in, or None while it still does.
-    ``holder`` is (key pk or None, session token hash or None)."""
-    key_pk, session_hash = holder
+    ``holder`` is (key pk or None, session token hash or None, the generation
+    of the key's secret it was opened with, the client's address)."""
+    key_pk, session_hash, generation, client = holder
     if key_pk is not None:
-        record = keys.by_pk.get(key_pk)
-        if record is None:
+        principal = keys.key_principal(key_pk)
+        if principal is None:
             return KEY_REVOKED
+        record = principal.key
         if not record.is_active:
             return KEY_DISABLED
+        if record.is_expired(now):
+            return KEY_EXPIRED
+        if generation != record.generation and not (
+                generation == record.generation - 1 and (record.previous_valid_until or 0.0) > now):
+            return KEY_ROTATED
+        if principal.networks and not address_allowed(principal.networks, client):
+            return IP_NOT_ALLOWED
     if session_hash is not None:
-        session = keys.sessions.get(session_hash)  # (kind, key pk, expires at)
+        session = keys.sessions.get(session_hash)  # (kind, key pk, expires at, key generation)
         if session is None:
             return SIGNED_OUT
         if session[2] <= now:
@@ -54,11 +68,12 @@ def revocation(keys, holder, now):
 
 
 class OpenSockets:
-    def __init__(self, keys, clock, comfy_sockets):
+    def __init__(self, keys, clock, comfy_sockets, trusted_proxies=lambda: None):
         self.keys = keys    # the KeyCache: which keys and sessions still get in
         self.clock = clock
+        self.trusted_proxies = trusted_proxies  # () -> the runtime's TrustedProxies (a key's allowlist)
         self.comfy_sockets = comfy_sockets  # () -> ComfyUI's {sid: WebSocketResponse}
-        self.holders: dict = {}             # request task -> (key pk or None, session token hash or None)
+        self.holders: dict = {}             # request task -> holder (see revocation)
         self._closing: set = set()          # close tasks under way (kept so they are not collected)
 
     def wrapper(self, path, method):
@@ -68,13 +83,15 @@ class OpenSockets:
     async def run(self, request, handler, principal, now):
         """Run ComfyUI's ``/ws`` handler with the socket's holder noted (the middleware's
         ``around`` for ``GET /ws``). Trusted local and anonymous sockets are not noted."""
-        if principal.via == "session":
-            key_pk = principal.key.pk if principal.key is not None else None
-            holder = (key_pk, secret_hex(request.cookies[SESSION_COOKIE]))
-        elif principal.key is not None:
-            holder = (principal.key.pk, None)
-        else:
+        key = principal.key
+        if principal.via != "session" and key is None:
             return await handler(request)
+        session_hash = secret_hex(request.cookies[SESSION_COOKIE]) if principal.via == "session" else None
+        if key is None:
+            holder = (None, session_hash, 0, "")
+        else:
+            holder = (key.pk, session_hash, secret_generation(principal),
+                      client_address(request, self.trusted_proxies()))
         task = request.task
         self.holders[task] = holder
         try:

@@ -20,42 +20,53 @@ from ..storage import repository
 VERIFIED_BEARERS_MAX = 4096  # bound of KeyCache.verified_bearers
 
 # A packed key: pk, rate limit, created at, last used, prompts per hour, max waiting,
-# flags, then the byte lengths of key id, name, prefix, metadata (JSON text) and
-# scopes (comma-separated), whose UTF-8 follows.
-_FIXED = struct.Struct("<qqddqqBHHHII")
-_ACTIVE, _NO_LAST_USED, _NO_PROMPTS_PER_HOUR, _NO_MAX_WAITING = 1, 2, 4, 8
+# expires at, generation, flags, then the byte lengths of key id, name, prefix,
+# metadata (JSON text), scopes and allowed IPs (comma-separated), whose UTF-8 follows.
+# (A rotated key's previous secret is not in here: see KeyCache.previous.)
+_FIXED = struct.Struct("<qqddqqdqBHHHIIH")
+_ACTIVE, _NO_LAST_USED, _NO_PROMPTS_PER_HOUR, _NO_MAX_WAITING, _NO_EXPIRY = 1, 2, 4, 8, 16
 
 
 def pack_row(row) -> bytes:
-    """A row of ``repository.live_key_rows`` (without its key hash) as one bytes object."""
-    pk, key_id, name, prefix, rate_limit, is_active, metadata, scopes, created_at, last_used, per_hour, waiting = row
+    """A row of ``repository.live_key_rows`` (without its key hash and previous secret) as one bytes object."""
+    (pk, key_id, name, prefix, rate_limit, is_active, metadata, scopes, created_at, last_used, per_hour, waiting,
+     expires_at, allowed_ips, generation) = row
     flags = ((_ACTIVE if is_active else 0) | (_NO_LAST_USED if last_used is None else 0)
-             | (_NO_PROMPTS_PER_HOUR if per_hour is None else 0) | (_NO_MAX_WAITING if waiting is None else 0))
-    texts = [text.encode("utf-8", "surrogatepass") for text in (key_id, name, prefix, metadata or "{}", scopes or "")]
-    return _FIXED.pack(pk, rate_limit, created_at, last_used or 0.0, per_hour or 0, waiting or 0, flags,
-                       *map(len, texts)) + b"".join(texts)
+             | (_NO_PROMPTS_PER_HOUR if per_hour is None else 0) | (_NO_MAX_WAITING if waiting is None else 0)
+             | (_NO_EXPIRY if expires_at is None else 0))
+    texts = [text.encode("utf-8", "surrogatepass")
+             for text in (key_id, name, prefix, metadata or "{}", scopes or "", allowed_ips or "")]
+    return _FIXED.pack(pk, rate_limit, created_at, last_used or 0.0, per_hour or 0, waiting or 0, expires_at or 0.0,
+                       generation or 0, flags, *map(len, texts)) + b"".join(texts)
 
 
 def pack_record(record: KeyRecord) -> bytes:
     return pack_row((record.pk, record.key_id, record.name, record.prefix, record.rate_limit, record.is_active,
                      json.dumps(record.metadata, ensure_ascii=False), ",".join(record.scopes), record.created_at,
-                     record.last_used, record.prompts_per_hour, record.max_waiting))
+                     record.last_used, record.prompts_per_hour, record.max_waiting, record.expires_at,
+                     ",".join(record.allowed_ips), record.generation))
 
 
-def unpack_record(packed: bytes, digest: bytes) -> KeyRecord:
-    pk, rate_limit, created_at, last_used, per_hour, waiting, flags, *lengths = _FIXED.unpack_from(packed)
+def unpack_record(packed: bytes, digest: bytes, previous: tuple | None = None) -> KeyRecord:
+    """``previous``: (digest, valid until) of the key's previous secret, if it has one."""
+    (pk, rate_limit, created_at, last_used, per_hour, waiting, expires_at, generation, flags,
+     *lengths) = _FIXED.unpack_from(packed)
     texts, start = [], _FIXED.size
     for length in lengths:
         texts.append(packed[start:start + length].decode("utf-8", "surrogatepass"))
         start += length
-    key_id, name, prefix, metadata, scopes = texts
+    key_id, name, prefix, metadata, scopes, allowed_ips = texts
     return KeyRecord(
         pk=pk, key_id=key_id, key_hash=digest.hex(), name=name, prefix=prefix, rate_limit=rate_limit,
         is_active=bool(flags & _ACTIVE), metadata=json.loads(metadata),
         scopes=tuple(scope for scope in scopes.split(",") if scope), created_at=created_at,
         last_used=None if flags & _NO_LAST_USED else last_used,
         prompts_per_hour=None if flags & _NO_PROMPTS_PER_HOUR else per_hour,
-        max_waiting=None if flags & _NO_MAX_WAITING else waiting)
+        max_waiting=None if flags & _NO_MAX_WAITING else waiting,
+        expires_at=None if flags & _NO_EXPIRY else expires_at,
+        allowed_ips=tuple(item for item in allowed_ips.split(",") if item), generation=generation,
+        previous_key_hash=previous[0].hex() if previous else None,
+        previous_valid_until=previous[1] if previous else None)
 
 
 def is_admin_row(is_active, scopes: str) -> bool:
@@ -91,16 +102,23 @@ class KeyCache:
         # SHA-256 of the key (raw bytes, see keys.digest_key) -> the key packed (pack_row), every key
         self.packed: dict[bytes, bytes] = {}
         self.digests: dict[int, bytes] = {}  # key pk -> its digest, every key
+        # A rotated key's previous secret, while its grace period lasts:
+        # its digest -> (key pk, valid until), and key pk -> that digest.
+        self.previous: dict[bytes, tuple[int, float]] = {}
+        self.previous_of: dict[int, bytes] = {}
         # digest -> principal of the keys used since their last change, built on first use
         # (principal_of); the request path looks here first
         self.principals: dict[bytes, Principal] = {}
         self.by_pk = RecordsByPk(self)
         # "Bearer <key>" (and "Basic <user:key>") header values already verified -> principal, so a script's
         # repeat requests skip the SHA-256 (see the README's "Departures"). Only
-        # keys that were valid and active go in; emptied on any key change, so a
-        # revocation applies at once, and when it reaches VERIFIED_BEARERS_MAX.
+        # keys that were valid and active go in, and only without an expiry, a
+        # grace period or an allowlist (``Principal.restricted``: checked per
+        # request); emptied on any key change, so a revocation applies at once,
+        # and when it reaches VERIFIED_BEARERS_MAX.
         self.verified_bearers: dict[str, Principal] = {}
-        self.sessions: dict[str, tuple] = {}  # token hash -> (kind, key pk, expires at)
+        # token hash -> (kind, key pk, expires at, generation of the key's secret that opened it)
+        self.sessions: dict[str, tuple] = {}
         self.admin_keys: set[int] = set()  # pks of active keys with the admin scope
         self.admin_password_set = False
         self.last_used: dict[int, float] = {}  # key pk -> last use written to the database
@@ -118,22 +136,45 @@ class KeyCache:
     # ---- keys ------------------------------------------------------------------------
 
     def principal_of(self, digest: bytes) -> Principal | None:
-        """The principal of the key with this digest, built now if it was not yet; None if no such key.
-        Pure Python: the request path calls it when ``principals`` misses."""
+        """The principal of the key with this digest (its secret, or its previous
+        secret in a rotation's grace period), built now if it was not yet; None if
+        no such key. Pure Python: the request path calls it when ``principals`` misses."""
         principal = self.principals.get(digest)
         if principal is None:
             packed = self.packed.get(digest)
             if packed is None:
-                return None
-            principal = self.principals[digest] = for_key(unpack_record(packed, digest), "header")
+                return self._previous_principal(digest)
+            principal = self.principals[digest] = for_key(self._record(digest, packed), "header")
         return principal
+
+    def _record(self, digest: bytes, packed: bytes) -> KeyRecord:
+        pk = _FIXED.unpack_from(packed)[0]
+        previous_digest = self.previous_of.get(pk)
+        previous = (previous_digest, self.previous[previous_digest][1]) if previous_digest is not None else None
+        return unpack_record(packed, digest, previous)
+
+    def _previous_principal(self, digest: bytes) -> Principal | None:
+        """The principal of a rotated key's previous secret: the key's own record,
+        ending when the grace period does (``Principal.ends_at``)."""
+        entry = self.previous.get(digest)
+        if entry is None:
+            return None
+        current = self.principal_of(self.digests[entry[0]])
+        principal = self.principals[digest] = for_key(current.key, "header", previous=True)
+        return principal
+
+    def key_principal(self, key_pk: int) -> Principal | None:
+        """The principal of a key's current secret, by pk (sessions and sockets)."""
+        digest = self.digests.get(key_pk)
+        return None if digest is None else self.principal_of(digest)
 
     def remember(self, record: KeyRecord):
         self.verified_bearers.clear()
         old = self.digests.get(record.pk)
         was_built = old is not None and old in self.principals
         digest = self._store(record.pk, bytes.fromhex(record.key_hash), pack_record(record),
-                             record.is_admin and record.is_active)
+                             record.is_admin and record.is_active,
+                             record.previous_key_hash, record.previous_valid_until)
         if was_built:  # else built on first use: listing many keys must not build them all
             self.principals[digest] = for_key(record, "header")
         if record.last_used and record.last_used > self.last_used.get(record.pk, 0.0):
@@ -141,15 +182,23 @@ class KeyCache:
 
     def remember_row(self, row):
         """A row of ``repository.live_key_rows``, packed; its principal is built on first use."""
-        pk, key_hash, rest = row[0], row[1], (row[0], *row[2:])
-        self._store(pk, bytes.fromhex(key_hash), pack_row(rest), is_admin_row(row[6], row[8]))
+        pk, key_hash, rest = row[0], row[1], (row[0], *row[2:16])
+        previous_hash, valid_until = row[16], row[17]
+        self._store(pk, bytes.fromhex(key_hash), pack_row(rest), is_admin_row(row[6], row[8]),
+                    previous_hash, valid_until)
 
-    def _store(self, pk: int, digest: bytes, packed: bytes, is_admin: bool) -> bytes:
+    def _store(self, pk: int, digest: bytes, packed: bytes, is_admin: bool,
+               previous_hash: str | None = None, valid_until: float | None = None) -> bytes:
         old = self.digests.get(pk)
         if old is not None:
             self.principals.pop(old, None)
             if old != digest:
                 self.packed.pop(old, None)
+        self._forget_previous(pk)
+        if previous_hash is not None and valid_until is not None:
+            previous = bytes.fromhex(previous_hash)
+            self.previous[previous] = (pk, valid_until)
+            self.previous_of[pk] = previous
         self.digests[pk] = digest
         self.packed[digest] = packed
         if is_admin:
@@ -158,8 +207,22 @@ class KeyCache:
             self.admin_keys.discard(pk)
         return digest
 
+    def _forget_previous(self, key_pk: int):
+        previous = self.previous_of.pop(key_pk, None)
+        if previous is not None:
+            self.previous.pop(previous, None)
+            self.principals.pop(previous, None)
+
+    def drop_ended_previous(self, now: float):
+        """Forget previous secrets whose grace period is over (they are refused
+        by their principal's end already; this keeps the maps small)."""
+        for key_pk, valid_until in list(self.previous.values()):
+            if valid_until <= now:
+                self._forget_previous(key_pk)
+
     def forget(self, key_pk: int):
         self.verified_bearers.clear()
+        self._forget_previous(key_pk)
         digest = self.digests.pop(key_pk, None)
         self.admin_keys.discard(key_pk)
         if digest is not None:
@@ -185,7 +248,8 @@ class KeyCache:
         if session["ended"]:
             self.sessions.pop(session["token_hash"], None)
         else:
-            self.sessions[session["token_hash"]] = (session["kind"], session["key_pk"], session["expires_at"])
+            self.sessions[session["token_hash"]] = (session["kind"], session["key_pk"], session["expires_at"],
+                                                    session.get("key_generation", 0))
 
     def drop_sessions(self, token_hashes: list[str]):
         for hashed in token_hashes:
@@ -214,6 +278,7 @@ class KeyCache:
         for session in sessions:
             self.remember_session(session)
         self.revision = max(self.revision, latest)
+        self.drop_ended_previous(now)
 
     @staticmethod
     def _changes_since(database, revision, now):

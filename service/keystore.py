@@ -20,12 +20,13 @@ class KeyStore:
         self.jobs = jobs      # JobTracker: prompts not yet flushed
         self.clock = clock
 
-    async def create_key(self, name, rate_limit, metadata, scopes, job_limits=None) -> tuple[KeyRecord, str]:
+    async def create_key(self, name, rate_limit, metadata, scopes, job_limits=None, expires_at=None,
+                         allowed_ips=()) -> tuple[KeyRecord, str]:
         made = key_format.new_key()
         record = await self.db.run(
             repository.create_key, **made.stored,
             name=name, rate_limit=rate_limit, metadata=metadata, scopes=scopes, now=self.clock(),
-            job_limits=job_limits)
+            job_limits=job_limits, expires_at=expires_at, allowed_ips=allowed_ips)
         self.keys.remember(record)
         return record, made.plaintext
 
@@ -44,6 +45,18 @@ class KeyStore:
             self.keys.remember(record)
             self.keys.access_changed()
         return record
+
+    async def rotate_key(self, key_id: str, grace_seconds: int) -> tuple[KeyRecord | None, str]:
+        """A new secret for the key (shown once); the old one works ``grace_seconds`` more."""
+        made = key_format.new_key()
+        record, ended = await self.db.run(repository.rotate_key, key_id, made.key_hash, made.prefix,
+                                          grace_seconds, self.clock())
+        if record is None:
+            return None, ""
+        self.keys.remember(record)
+        self.keys.drop_sessions(ended)
+        self.keys.access_changed()
+        return record, made.plaintext
 
     async def delete_key(self, key_id: str) -> KeyRecord | None:
         record = await self.db.run(repository.delete_key, key_id, self.clock())

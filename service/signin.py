@@ -35,14 +35,17 @@ class SignIns:
 
     # ---- sessions ------------------------------------------------------------------------
 
-    async def open_session(self, kind: str, key_pk: int | None, client: str, attempt: int | None = None) -> str:
+    async def open_session(self, kind: str, key_pk: int | None, client: str, attempt: int | None = None,
+                           key_generation: int = 0) -> str:
         """A new session's token. The owner's oldest sessions beyond its bound
-        end; the sign-in ``attempt`` that opened it no longer counts."""
+        end; the sign-in ``attempt`` that opened it no longer counts.
+        ``key_generation``: which of the key's secrets signed in (see rotation)."""
         token = secrets.token_urlsafe(32)  # 256 bits
         bound = self.settings.max_admin_sessions if key_pk is None else self.settings.max_sessions_per_key
         session, ended = await self.db.run(
             repository.create_session, token_hash=token_hash(token), kind=kind, key_pk=key_pk,
-            client=client, now=self.clock(), ttl=self.settings.session_ttl, max_live=bound, attempt_id=attempt)
+            client=client, now=self.clock(), ttl=self.settings.session_ttl, max_live=bound, attempt_id=attempt,
+            key_generation=key_generation)
         self.keys.remember_session(session)
         self.keys.drop_sessions(ended)
         return token

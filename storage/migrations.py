@@ -31,9 +31,15 @@ def _create_v1(database):
         class Meta:
             table_name = ApiKey._meta.table_name
 
-    for name in ("prompts_per_hour", "max_waiting"):
+    for name in ("prompts_per_hour", "max_waiting") + V5_KEY_COLUMNS:
         ApiKeyV1._meta.remove_field(name)
-    database.create_tables([MetaValue, ApiKeyV1, Session, UsageHourly, RateWindow])
+
+    class SessionV1(Session):
+        class Meta:
+            table_name = Session._meta.table_name
+
+    SessionV1._meta.remove_field("key_generation")
+    database.create_tables([MetaValue, ApiKeyV1, SessionV1, UsageHourly, RateWindow])
     MetaValue.insert(name="revision", number=0).on_conflict_ignore().execute()
 
 
@@ -68,6 +74,26 @@ def _scopes_for_every_key_v4(database):
                     cursor.rowcount)
 
 
+V5_KEY_COLUMNS = ("expires_at", "allowed_ips", "generation", "previous_key_hash", "previous_valid_until")
+
+
+def _key_lifecycle_v5(database):
+    # Expiry, IP allowlist and rotation (README: Key lifecycle). Every existing
+    # key gets the defaults: never expires, from anywhere, generation 0 (so do
+    # the sessions opened with it). NOT NULL columns are added with their
+    # default in one statement (SQLite and PostgreSQL both allow it; the
+    # migrator would rebuild SQLite's table to add the constraint after).
+    keys, sessions = ApiKey._meta.table_name, Session._meta.table_name
+    integer = "BIGINT" if isinstance(database, peewee.PostgresqlDatabase) else "INTEGER"
+    for table, column, ddl in ((keys, "allowed_ips", "TEXT NOT NULL DEFAULT ''"),
+                               (keys, "generation", f"{integer} NOT NULL DEFAULT 0"),
+                               (sessions, "key_generation", f"{integer} NOT NULL DEFAULT 0")):
+        database.execute_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+    migrator = SchemaMigrator.from_database(database)
+    apply_operations(*(migrator.add_column(keys, name, ApiKey._meta.fields[name])
+                       for name in ("expires_at", "previous_key_hash", "previous_valid_until")))
+
+
 def _file_owners_v6(database):
     # Which key produced or uploaded which file, so a restart does not open
     # a key's outputs and uploads to every other key.
@@ -79,6 +105,7 @@ MIGRATIONS = [
     (2, _jobs_limits_and_audit_v2),
     (3, _login_attempts_and_session_index_v3),
     (4, _scopes_for_every_key_v4),
+    (5, _key_lifecycle_v5),
     (6, _file_owners_v6),
 ]
 LATEST = MIGRATIONS[-1][0]

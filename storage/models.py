@@ -40,6 +40,15 @@ class ApiKey(BaseModel):
     # schema v2: limits on queued workflows (null = unlimited)
     prompts_per_hour = peewee.BigIntegerField(null=True)
     max_waiting = peewee.BigIntegerField(null=True)
+    # schema v5: the key's lifecycle. expires_at: Unix seconds, null = never;
+    # allowed_ips: canonical addresses/CIDRs, comma-separated, "" = anywhere;
+    # rotation: the secret's generation, and the previous secret's hash with
+    # the end of its grace period (null when there is none).
+    expires_at = peewee.DoubleField(null=True)
+    allowed_ips = peewee.TextField(default="")
+    generation = peewee.BigIntegerField(default=0)
+    previous_key_hash = peewee.CharField(max_length=64, null=True)
+    previous_valid_until = peewee.DoubleField(null=True)
 
     class Meta:
         table_name = "api_auth_keys"
@@ -56,6 +65,9 @@ class Session(BaseModel):
     ended_at = peewee.DoubleField(null=True)
     client = peewee.CharField(max_length=64, default="")
     revision = peewee.BigIntegerField(index=True)
+    # schema v5: which of its key's secrets opened it (ApiKey.generation), so
+    # that rotating the key ends the sessions of the old secret with it.
+    key_generation = peewee.BigIntegerField(default=0)
 
     class Meta:
         table_name = "api_auth_sessions"

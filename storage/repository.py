@@ -42,13 +42,23 @@ def to_record(row: ApiKey) -> KeyRecord:
         last_used=row.last_used,
         prompts_per_hour=row.prompts_per_hour,
         max_waiting=row.max_waiting,
+        expires_at=row.expires_at,
+        allowed_ips=split_list(row.allowed_ips),
+        generation=row.generation or 0,
+        previous_key_hash=row.previous_key_hash,
+        previous_valid_until=row.previous_valid_until,
     )
+
+
+def split_list(text) -> tuple:
+    """A comma-separated column (scopes, allowed_ips) as a tuple; "" or null -> ()."""
+    return tuple(item for item in (text or "").split(",") if item)
 
 
 # ---- keys -------------------------------------------------------------------
 
 def create_key(database, *, key_id, key_hash, prefix, name, rate_limit, metadata, scopes, now,
-               job_limits=None) -> KeyRecord:
+               job_limits=None, expires_at=None, allowed_ips=()) -> KeyRecord:
     job_limits = job_limits or {}
     with write_transaction(database):
         row = ApiKey.create(
@@ -57,6 +67,7 @@ def create_key(database, *, key_id, key_hash, prefix, name, rate_limit, metadata
             prompts_per_hour=job_limits.get("prompts_per_hour"), max_waiting=job_limits.get("max_waiting"),
             metadata=json.dumps(metadata, ensure_ascii=False),
             scopes=",".join(scopes), created_at=now, updated_at=now,
+            expires_at=expires_at, allowed_ips=",".join(allowed_ips),
             revision=_next_revision())
     return to_record(row)
 
@@ -78,7 +89,8 @@ def list_keys(database) -> list[KeyRecord]:
 # The columns of ``live_key_rows``, in order.
 KEY_ROW_COLUMNS = (ApiKey.id, ApiKey.key_hash, ApiKey.key_id, ApiKey.name, ApiKey.prefix, ApiKey.rate_limit,
                    ApiKey.is_active, ApiKey.metadata, ApiKey.scopes, ApiKey.created_at, ApiKey.last_used,
-                   ApiKey.prompts_per_hour, ApiKey.max_waiting)
+                   ApiKey.prompts_per_hour, ApiKey.max_waiting, ApiKey.expires_at, ApiKey.allowed_ips,
+                   ApiKey.generation, ApiKey.previous_key_hash, ApiKey.previous_valid_until)
 
 
 def live_key_rows(database):
@@ -98,7 +110,7 @@ def update_key(database, key_id: str, changes: dict, now: float) -> KeyRecord | 
             continue
         if field_name == "metadata":
             value = json.dumps(value, ensure_ascii=False)
-        elif field_name == "scopes":
+        elif field_name in ("scopes", "allowed_ips"):
             value = ",".join(value)
         columns[getattr(ApiKey, field_name)] = value
     with write_transaction(database):
@@ -127,6 +139,34 @@ def delete_key(database, key_id: str, now: float) -> KeyRecord | None:
     return to_record(row)
 
 
+def rotate_key(database, key_id: str, key_hash: str, prefix: str, grace_seconds: int,
+               now: float) -> tuple[KeyRecord | None, list[str]]:
+    """Give a key a new secret (its id, settings, usage and jobs stay). The
+    secret it had keeps working for ``grace_seconds`` (0: ends now); an older
+    one, still in the grace of an earlier rotation, ends now. Sessions opened
+    with a secret that ends now end too. Returns (the key, token hashes of the
+    sessions ended); (None, []) if there is no such key."""
+    with write_transaction(database):
+        # The revision first: its row lock serialises concurrent rotations of
+        # every process, so the second reads what the first wrote.
+        revision = _next_revision()
+        row = _live_key(key_id)
+        if row is None:
+            return None, []
+        generation = (row.generation or 0) + 1
+        keep_previous = grace_seconds > 0
+        ApiKey.update(key_hash=key_hash, prefix=prefix, generation=generation,
+                      previous_key_hash=row.key_hash if keep_previous else None,
+                      previous_valid_until=now + grace_seconds if keep_previous else None,
+                      updated_at=now, revision=revision).where(ApiKey.id == row.id).execute()
+        oldest_kept = generation - 1 if keep_previous else generation
+        ended = Session.update(ended_at=now, revision=revision).where(
+            (Session.key_pk == row.id) & Session.ended_at.is_null()
+            & (Session.key_generation < oldest_kept)).execute()
+        ended = _ended_with(revision) if ended else []
+        return to_record(ApiKey.get_by_id(row.id)), ended
+
+
 def current_revision(database) -> int:
     return MetaValue.get(MetaValue.name == "revision").number
 
@@ -145,7 +185,7 @@ def key_changes(database, since_revision: int):
 # ---- sessions -----------------------------------------------------------------
 
 def create_session(database, *, token_hash, kind, key_pk, client, now, ttl, max_live,
-                   attempt_id=None) -> tuple[dict, list[str]]:
+                   attempt_id=None, key_generation=0) -> tuple[dict, list[str]]:
     """Open a session; the oldest live sessions of the same owner (the key, or
     the admin password) beyond ``max_live`` end, and the sign-in attempt
     ``attempt_id`` is given back, in the same transaction (one commit).
@@ -155,7 +195,8 @@ def create_session(database, *, token_hash, kind, key_pk, client, now, ttl, max_
         # every process, so the count below sees them all.
         revision = _next_revision()
         row = Session.create(token_hash=token_hash, kind=kind, key_pk=key_pk, client=client[:64],
-                             created_at=now, expires_at=now + ttl, revision=revision)
+                             created_at=now, expires_at=now + ttl, revision=revision,
+                             key_generation=key_generation)
         owner = Session.key_pk.is_null() if key_pk is None else Session.key_pk == key_pk
         beyond = (Session.select(Session.id).where(owner & (Session.kind == kind) & _live_session(now))
                   .order_by(Session.created_at.desc(), Session.id.desc()).offset(max_live))
@@ -204,7 +245,8 @@ def _end_sessions(now, kind, keep) -> list[str]:
 
 def session_dict(row: Session) -> dict:
     return {"token_hash": row.token_hash, "kind": row.kind, "key_pk": row.key_pk,
-            "expires_at": row.expires_at, "ended": row.ended_at is not None}
+            "expires_at": row.expires_at, "ended": row.ended_at is not None,
+            "key_generation": row.key_generation or 0}
 
 
 def session_changes(database, since_revision: int, now: float) -> list[dict]:

@@ -96,7 +96,8 @@ def test_layout_places_the_database_and_settings_in_the_data_directory(tmp_path)
 def test_create_defaults_and_trimming():
     parsed = validation.parse_create({"name": "  My API Key  "})
     assert parsed == {"name": "My API Key", "rate_limit": 100, "metadata": {}, "scopes": ["generate"],
-                      "job_limits": {"prompts_per_hour": None, "max_waiting": None}}
+                      "job_limits": {"prompts_per_hour": None, "max_waiting": None},
+                      "expires_at": None, "allowed_ips": []}
 
 
 @pytest.mark.parametrize("body, field", [

@@ -164,7 +164,7 @@ def test_basic_admin_key_reaches_admin_routes_and_a_plain_key_does_not(fleet, mo
         for _ in range(2):
             assert send(host, "GET", f"{twin}/keys", admin).status == 200
             refused = send(host, "GET", f"{twin}/keys", plain)
-            assert refused.status == 403 and refused.code == "ADMIN_REQUIRED", refused
+            assert refused.status == 403 and refused.code == "SCOPE_REQUIRED", refused
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -237,7 +237,7 @@ def test_query_token_is_the_key_only_when_on(fleet, mode):
         admin = send(host, "GET", f"{twin}/keys?token={keys['admin']['api_key']}")
         assert admin.status == 200, admin
         plain = send(host, "GET", f"{twin}/keys?token={token}")
-        assert plain.status == 403 and plain.code == "ADMIN_REQUIRED", plain
+        assert plain.status == 403 and plain.code == "SCOPE_REQUIRED", plain
     # on: an empty ?token= or another node's token (ComfyUI-Login's) is not ours
     for suffix in ("?token=", "?token=abc123", "?token=%20"):
         assert_anonymous(mode, host, [], suffix)

@@ -101,7 +101,7 @@ def test_through_a_forwarder_bootstrap_manages_non_admin_keys_only(make_host, fo
     host.restart()
     remote = forwarder_to(host)
 
-    created = requests.post(remote.url("/api/keys"), json={"name": "script", "scopes": []}, timeout=10)
+    created = requests.post(remote.url("/api/keys"), json={"name": "script", "scopes": ["generate"]}, timeout=10)
     assert created.status_code == 200, created.text
     key_id = created.json()["key_id"]
     assert requests.get(remote.url("/api/keys"), timeout=10).status_code == 200

@@ -124,3 +124,41 @@ def test_sessions_work_on_every_process_and_sign_out_ends_them_everywhere(cluste
     every_process_answers(200)
     session.post(cluster[2].url("/api/auth/logout"))
     every_process_answers(401)
+
+
+def test_an_expiry_and_a_rotation_set_on_one_process_hold_on_every_process_within_the_refresh_interval(cluster):
+    key = cluster[0].create_key("lifecycle", rate_limit=10000)
+    wait_until_known(cluster, key["api_key"])
+    bearer = {"Authorization": f"Bearer {key['api_key']}"}
+    for host in cluster:  # in use everywhere, so each process has verified the header already
+        assert host.get("/api/features", headers=bearer).status_code == 200
+    expires_at = time.time() + 2
+    assert cluster[1].patch(f"/api/keys/{key['key_id']}", json={"expires_at": expires_at}).status_code == 200
+    refresh = 1.0
+    pending, seen = set(range(PROCESSES)), {}
+    while pending and time.time() < expires_at + refresh + 2:  # + slack for a loaded machine
+        for index in list(pending):
+            response = cluster[index].get("/api/features", headers=bearer)
+            seen[index] = (response.status_code, round(time.time() - expires_at, 2), response.text[:80])
+            if response.status_code == 401:
+                assert response.json()["error_code"] == "KEY_EXPIRED", seen
+                assert time.time() >= expires_at, seen
+                pending.discard(index)
+        time.sleep(0.05)
+    assert not pending, f"a process kept serving an expired key: {seen}"
+    assert cluster[2].patch(f"/api/keys/{key['key_id']}", json={"expires_at": None}).status_code == 200
+    rotated = cluster[2].post(f"/api/keys/{key['key_id']}/rotate", json={"grace_seconds": 0}).json()
+    started = time.time()
+    pending, seen = set(range(PROCESSES)), {}
+    while pending and time.time() - started < refresh + 3:
+        for index in list(pending):
+            # the new secret first: once it works there, that process has the rotation (the last change)
+            new = cluster[index].get("/api/features", headers={"Authorization": f"Bearer {rotated['api_key']}"})
+            old = cluster[index].get("/api/features", headers=bearer)
+            seen[index] = (old.status_code, old.text[:60], new.status_code)
+            if old.status_code == 401 and new.status_code == 200:
+                assert old.json()["error_code"] == "INVALID_KEY", seen
+                pending.discard(index)
+        time.sleep(0.05)
+    print(f"\nrotation honoured everywhere after {time.time() - started:.2f} s")
+    assert not pending, seen

@@ -182,6 +182,18 @@ def test_each_documented_answer_matches_the_description(live, key_headers):
     assert conforms("/api/usage", "GET", requests.get(url("/api/usage"), headers={"X-API-Key": once}, timeout=10)).ok
     limited = conforms("/api/usage", "GET", requests.get(url("/api/usage"), headers={"X-API-Key": once}, timeout=10))
     assert limited.status_code == 429 and limited.json()["error_code"] == "RATE_LIMIT_EXCEEDED"
+    # a key's lifecycle: expired, from an address its allowlist does not have, rotated (the new secret once)
+    expiring = live.create_key("expiring")
+    expired = requests.patch(url(f"/api/keys/{expiring['key_id']}"), json={"expires_at": 1}, timeout=10)
+    assert conforms("/api/keys/{key_id}", "PATCH", expired, key_id=expiring["key_id"]).json()["expired"] is True
+    refused = conforms("/api/usage", "GET", requests.get(url("/api/usage"), headers={"X-API-Key": expiring["api_key"]},
+                                                         timeout=10))
+    assert refused.status_code == 401 and refused.json()["error_code"] == "KEY_EXPIRED"
+    elsewhere = live.create_key("elsewhere", allowed_ips=["192.0.2.0/24"])["api_key"]
+    refused = conforms("/api/usage", "GET", requests.get(url("/api/usage"), headers={"X-API-Key": elsewhere}, timeout=10))
+    assert refused.status_code == 403 and refused.json()["error_code"] == "IP_NOT_ALLOWED"
+    rotated = requests.post(url(f"/api/keys/{expiring['key_id']}/rotate"), json={"grace_seconds": 60}, timeout=10)
+    assert conforms("/api/keys/{key_id}/rotate", "POST", rotated, key_id=expiring["key_id"]).json()["api_key"]
     # the sign-in throttle
     for _ in range(10):
         throttled = conforms("/api/auth/login", "POST", requests.post(url("/api/auth/login"),

@@ -382,7 +382,6 @@ def test_audit_rows_older_than_the_retention_are_purged(make_host):
 
 def test_a_version_2_database_is_upgraded_with_its_data(make_host, tmp_path):
     migrations = package_module("storage.migrations")
-    repository = package_module("storage.repository")
     models = package_module("storage.models")
     opened = package_module("storage.database")
     url = fresh_postgres_database() if ON_POSTGRES else f"sqlite:///{tmp_path / 'v2' / 'auth.db'}"
@@ -396,15 +395,19 @@ def test_a_version_2_database_is_upgraded_with_its_data(make_host, tmp_path):
         key_format = package_module("core.keys")
         made = key_format.new_key()
         plaintext = made.plaintext
-        repository.create_key(database, **made.stored, name="from v2", rate_limit=1000,
-                              metadata={}, scopes=["admin"], now=time.time())
+        # a key as version 2 stored it (its columns only: repository.create_key writes today's)
+        mark = database.param
+        database.execute_sql(
+            "INSERT INTO api_auth_keys (key_id, key_hash, prefix, name, rate_limit, is_active, metadata, scopes, "
+            f"created_at, updated_at, revision) VALUES ({', '.join([mark] * 11)})",
+            (made.key_id, made.key_hash, made.prefix, "from v2", 1000, True, "{}", "admin", time.time(), time.time(), 1))
         database.close()
         host = make_host(env={"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH": "require"})
-        assert "schema upgraded from version 2 to 3" in host.log()
+        assert f"schema upgraded from version 2 to {migrations.LATEST}" in host.log()
         assert host.get("/api/keys", headers={"X-API-Key": plaintext}).json()["keys"][0]["name"] == "from v2"
         assert host.post("/api/auth/login", json={"password": "no password set"}).status_code == 401
         assert query_url(url, "SELECT count(*) FROM api_auth_login_attempts") == [(1,)]
-        assert query_url(url, "SELECT number FROM api_auth_meta WHERE name = 'schema_version'") == [(3,)]
+        assert query_url(url, "SELECT number FROM api_auth_meta WHERE name = 'schema_version'") == [(migrations.LATEST,)]
         signed_in(host, {"api_key": plaintext})
     finally:
         if ON_POSTGRES:

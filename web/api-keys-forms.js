@@ -5,8 +5,8 @@
 
 import { glyph, h, icon, uid } from "./api-keys-dom.js";
 import {
-  InputError, LIMITS, formatNumber, metadataFromRows, parseJobLimit, parseMetadataJson, parseRateLimit,
-  rowsFromMetadata, validateName,
+  InputError, LIMITS, formatNumber, localInputValue, metadataFromRows, parseAllowedIps, parseExpiry, parseJobLimit,
+  parseMetadataJson, parseRateLimit, rowsFromMetadata, validateName,
 } from "./api-keys-lib.js";
 import { keyScope, scopePicker } from "./api-keys-scopes.js";
 import { jobLimitsOf } from "./api-keys-usage.js";
@@ -247,9 +247,26 @@ export function keyForm(key, { bootstrap = false, summaries } = {}) {
   const meta = metadataEditor(key ? key.metadata : {});
   const jobs = jobLimitsEditor(jobLimitsOf(key));
   const scope = scopePicker(key ? keyScope(key.scopes) : null, { bootstrap, summaries });
+  // Lifecycle: when the key stops working (empty: never), and where it may be used from.
+  const expires = textField("Expires (optional)", { type: "datetime-local" },
+    "Your local time. Empty: never expires. From then on the key gets 401 KEY_EXPIRED.");
+  expires.input.value = localInputValue(key?.expires_at);
+  expires.input.dataset.field = "expires_at";
+  const initialExpiry = expires.input.value;
+  const clearExpiry = h("button", {
+    type: "button", class: "cak-btn cak-btn-small", "data-action": "clear-expiry",
+    onclick: () => { expires.input.value = ""; expires.input.focus(); },
+  }, "Never expires");
+  expires.wrap.append(clearExpiry);
+  const allowed = textField("Allowed addresses (optional)", { multiline: true, rows: 2 },
+    "IP addresses or CIDR ranges, one a line (203.0.113.0/24, 2001:db8::/32). Empty: from anywhere.");
+  allowed.input.value = (key?.allowed_ips || []).join("\n");
+  allowed.input.dataset.field = "allowed_ips";
+  allowed.input.placeholder = "Anywhere";
   const fields = {
     name, rate_limit: rate, metadata: meta,
     prompts_per_hour: jobs.perHour, max_waiting: jobs.waiting, job_limits: jobs, scopes: scope,
+    expires_at: expires, allowed_ips: allowed,
   };
   const focusField = (field, message) => {
     if (field === meta || field === scope) field.focus();
@@ -259,7 +276,9 @@ export function keyForm(key, { bootstrap = false, summaries } = {}) {
   // Outside a modal dialog everything is inert, toasts included: say it here too.
   const formError = h("p", { class: "cak-error-text cak-form-error", role: "alert", hidden: true });
   return {
-    nodes: [name.wrap, scope.wrap, rate.wrap, jobs.wrap, meta.wrap, formError],
+    nodes: [name.wrap, scope.wrap, rate.wrap, jobs.wrap, expires.wrap, allowed.wrap, meta.wrap, formError],
+    /** The expiry field was edited (so an edit sends it, null included: never). */
+    expiryChanged: () => expires.input.value !== initialExpiry,
     first: name.input,
     showServerError: (error) => {
       const field = fields[error?.field];
@@ -290,6 +309,8 @@ export function keyForm(key, { bootstrap = false, summaries } = {}) {
       attempt("metadata", () => meta.read());
       attempt("prompts_per_hour", () => parseJobLimit(jobs.perHour.input.value, "prompts_per_hour"));
       attempt("max_waiting", () => parseJobLimit(jobs.waiting.input.value, "max_waiting"));
+      attempt("expires_at", () => parseExpiry(expires.input.value));
+      attempt("allowed_ips", () => parseAllowedIps(allowed.input.value));
       result.scopes = [scope.read()];
       if (errors.length) {
         focusField(fields[errors[0].field]);

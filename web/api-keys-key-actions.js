@@ -1,14 +1,17 @@
 // What the panel does to keys: create (and show the new key once), edit,
-// enable/disable, delete, each through its dialog.
+// enable/disable, rotate (and show the new secret once), delete, each through its dialog.
 // A mixin of the panel (see api-keys-panel.js): its methods share the panel's
 // state. This module only exports; ComfyUI imports every .js under web/ as an
 // extension, so it must have no side effects when imported.
 
 import { h, icon, uid } from "./api-keys-dom.js";
 import { keyForm, openDialog } from "./api-keys-forms.js";
-import { copyText } from "./api-keys-lib.js";
+import { copyText, formatDateTime } from "./api-keys-lib.js";
 import { keyScope } from "./api-keys-scopes.js";
 import { jobLimitsOf } from "./api-keys-usage.js";
+
+// The rotate dialog's choices: how long the old secret keeps working (seconds).
+export const ROTATE_GRACES = [[0, "Not at all (ends now)"], [3600, "1 hour"], [86400, "1 day"], [7 * 86400, "7 days"]];
 
 export const withKeyActions = (Base) => class KeyActions extends Base {
   /** The key form's options: the bootstrap may not make admin keys; scope texts in the server's words. */
@@ -29,6 +32,8 @@ export const withKeyActions = (Base) => class KeyActions extends Base {
           if (!fields) return;
           // Unlimited is the server's default: leave the field out unless a limit is set.
           if (fields.job_limits.prompts_per_hour === null && fields.job_limits.max_waiting === null) delete fields.job_limits;
+          if (fields.expires_at === null) delete fields.expires_at;
+          if (!fields.allowed_ips.length) delete fields.allowed_ips;
           submit.disabled = true;
           try {
             const created = await this.request("/keys", { method: "POST", body: fields });
@@ -55,8 +60,8 @@ export const withKeyActions = (Base) => class KeyActions extends Base {
     });
   }
 
-  /** Show a new key once. Closing the dialog drops every reference to it. */
-  showSecret(created, secretValue) {
+  /** Show a new key (or a rotated key's new secret) once. Closing the dialog drops every reference to it. */
+  showSecret(created, secretValue, title = `Key created: ${created.name}`) {
     const state = { secret: secretValue };
     const warnId = uid("secret-warning");
     const input = h("input", {
@@ -82,7 +87,7 @@ export const withKeyActions = (Base) => class KeyActions extends Base {
     }, icon("pi-copy"), copyLabel);
     const done = h("button", { type: "button", class: "cak-btn", onclick: () => dialog.close() }, "Done");
     const dialog = openDialog(this, {
-      title: `Key created: ${created.name}`, className: "cak-dialog-secret", describedBy: warnId,
+      title, className: "cak-dialog-secret", describedBy: warnId,
       initialFocus: copy,
       fallbackFocus: () => this.manager?.querySelector(".cak-toolbar .cak-btn-primary"),
       onClose: () => {
@@ -137,6 +142,8 @@ export const withKeyActions = (Base) => class KeyActions extends Base {
           const limits = jobLimitsOf(key);
           if (fields.job_limits.prompts_per_hour !== limits.prompts_per_hour
             || fields.job_limits.max_waiting !== limits.max_waiting) changes.job_limits = fields.job_limits;
+          if (form.expiryChanged()) changes.expires_at = fields.expires_at; // null: never expires
+          if (fields.allowed_ips.join() !== (key.allowed_ips || []).join()) changes.allowed_ips = fields.allowed_ips;
           if (!Object.keys(changes).length) {
             dialog.close();
             this.toast("info", "Nothing changed", `“${key.name}” is as it was.`);
@@ -182,6 +189,53 @@ export const withKeyActions = (Base) => class KeyActions extends Base {
       if (button.isConnected) button.disabled = false;
       await this.handleMissing(error);
     }
+  }
+
+  /** Rotate: a new secret, shown once; the old one works for the chosen grace period. */
+  openRotateDialog(keyId, opener) {
+    const key = this.findKey(keyId);
+    if (!key) return;
+    const textId = uid("rotate-text");
+    const graceId = uid("grace");
+    const grace = h("select", { id: graceId, class: "cak-input cak-select", "data-testid": "rotate-grace" },
+      ROTATE_GRACES.map(([value, label]) => h("option", { value: String(value), text: label })));
+    const cancel = h("button", { type: "button", class: "cak-btn", onclick: () => dialog.close() }, "Cancel");
+    const confirm = h("button", {
+      type: "button", class: "cak-btn cak-btn-primary", "data-action": "confirm-rotate",
+      onclick: async () => {
+        confirm.disabled = cancel.disabled = true;
+        try {
+          const rotated = await this.request(`/keys/${encodeURIComponent(keyId)}/rotate`, {
+            method: "POST", body: { grace_seconds: Number(grace.value) },
+          });
+          let secret = rotated.api_key;
+          delete rotated.api_key;
+          this.replaceKey(rotated);
+          dialog.close();
+          this.toast("success", "API key rotated", Number(grace.value)
+            ? `The old secret of “${rotated.name}” works until ${formatDateTime(rotated.previous_key_valid_until)}.`
+            : `The old secret of “${rotated.name}” no longer works.`);
+          this.activityChanged();
+          this.showSecret(rotated, secret, `New secret: ${rotated.name}`);
+          secret = null;
+        } catch (error) {
+          dialog.close();
+          this.fail("Could not rotate the key", error);
+          await this.handleMissing(error);
+        }
+      },
+    }, icon("pi-refresh"), "Rotate");
+    const dialog = openDialog(this, {
+      title: "Rotate this API key?", opener, describedBy: textId, className: "cak-dialog-confirm",
+      initialFocus: grace,
+      fallbackFocus: () => this.rowButton(keyId, "rotate"),
+      body: [
+        h("p", { id: textId }, "“", h("strong", { class: "cak-name-text", text: key.name }),
+          "” gets a new secret, shown once. It keeps its ID, settings, limits and usage; sign-ins and sockets opened with the old secret end with it."),
+        h("div", { class: "cak-field" }, h("label", { for: graceId, text: "The old secret keeps working" }), grace),
+        h("div", { class: "cak-dialog-actions" }, cancel, confirm),
+      ],
+    });
   }
 
   openDeleteDialog(keyId, opener) {

@@ -6,7 +6,7 @@
 // extension, so it must have no side effects when imported.
 
 import { glyph, h, icon, srOnly, uid } from "./api-keys-dom.js";
-import { LIMITS, formatDate, formatDateTime, formatNumber, formatRelative } from "./api-keys-lib.js";
+import { LIMITS, describeExpiry, formatDate, formatDateTime, formatNumber, formatRelative } from "./api-keys-lib.js";
 import { describeScope, keyScope, scopeLabel } from "./api-keys-scopes.js";
 import { describeJobLimits, hourMeter, jobLimitsOf, usageView } from "./api-keys-usage.js";
 
@@ -16,6 +16,31 @@ export const SORTS = {
   last_used: { label: "Last used", defaultDir: -1 },
 };
 export const PAGE = 200; // rows rendered at once; "Show more" adds another page
+
+/** "Expired" / "Expires in 3 days" beside a key's name; nothing for a key that never expires. */
+export function expiryChip(key, now) {
+  if (key.expires_at === null || key.expires_at === undefined) return null;
+  const expired = key.expires_at * 1000 <= now;
+  return h("span", {
+    class: `cak-chip${expired ? " cak-chip-off" : ""}`, "data-testid": "expiry",
+    title: formatDateTime(key.expires_at), text: describeExpiry(key.expires_at, now),
+  });
+}
+
+/** Expiry, allowed addresses and a rotation's grace period, as <dt>/<dd> pairs (admins and the key's holder). */
+export function lifecycleFacts(key, now) {
+  const allowed = key.allowed_ips || [];
+  return [
+    h("dt", { text: "Expires" }),
+    h("dd", { "data-testid": "expires", title: key.expires_at ? formatDateTime(key.expires_at) : "",
+      text: key.expires_at ? `${describeExpiry(key.expires_at, now)} (${formatDateTime(key.expires_at)})` : "Never" }),
+    h("dt", { text: "Allowed from" }),
+    h("dd", { "data-testid": "allowed-ips", text: allowed.length ? allowed.join(", ") : "Anywhere" }),
+    key.previous_key_valid_until
+      ? [h("dt", { text: "Old secret" }), h("dd", { text: `Works until ${formatDateTime(key.previous_key_valid_until)}` })]
+      : null,
+  ];
+}
 
 export const withKeyList = (Base) => class KeyList extends Base {
   async showManager() {
@@ -162,7 +187,8 @@ export const withKeyList = (Base) => class KeyList extends Base {
   signature(key) {
     return [key.name, key.prefix, key.created_at, key.last_used, key.rate_limit, key.is_active,
       key.requests_this_hour, (key.scopes || []).join(","), JSON.stringify(key.metadata ?? {}),
-      JSON.stringify(jobLimitsOf(key))].join("\u0001");
+      JSON.stringify(jobLimitsOf(key)), key.expires_at, (key.allowed_ips || []).join(","),
+      key.previous_key_valid_until].join("\u0001");
   }
 
   /** The row of a key, built once and reused while the key is unchanged. */
@@ -185,6 +211,7 @@ export const withKeyList = (Base) => class KeyList extends Base {
         title: describeScope(scope, this.access?.scopes), text: scope ? scopeLabel(scope) : "No scope",
       }),
       isMe ? h("span", { class: "cak-chip", text: "You" }) : null,
+      expiryChip(key, now),
       h("span", { class: "cak-chevron", "aria-hidden": "true", text: "\u203a" })),
     h("span", { class: "cak-row-meta" },
       h("code", { class: "cak-code", text: `${key.prefix || "comfy_"}…` }),
@@ -237,6 +264,8 @@ export const withKeyList = (Base) => class KeyList extends Base {
           type: "button", class: "cak-btn", "data-action": "toggle",
           onclick: (e) => this.setActive(key.key_id, !key.is_active, e.currentTarget),
         }, icon(key.is_active ? "pi-ban" : "pi-check-circle"), key.is_active ? "Disable" : "Enable"),
+        h("button", { type: "button", class: "cak-btn", "data-action": "rotate", onclick: (e) => this.openRotateDialog(key.key_id, e.currentTarget) },
+          icon("pi-refresh"), "Rotate"),
         h("button", { type: "button", class: "cak-btn cak-btn-danger", "data-action": "delete", onclick: (e) => this.openDeleteDialog(key.key_id, e.currentTarget) },
           icon("pi-trash"), "Delete")),
       usageSlot,
@@ -248,6 +277,7 @@ export const withKeyList = (Base) => class KeyList extends Base {
         h("dt", { text: "Rate limit" }), h("dd", { text: `${formatNumber(key.rate_limit)} requests per hour` }),
         h("dt", { text: "Workflow limits" }), h("dd", { "data-testid": "job-limits", text: describeJobLimits(jobLimitsOf(key)) }),
         h("dt", { text: "Scope" }), h("dd", { "data-testid": "scope-detail", text: describeScope(keyScope(key.scopes), this.access?.scopes) }),
+        lifecycleFacts(key, Date.now()),
         h("dt", { text: "Created" }), h("dd", { text: formatDateTime(key.created_at) }),
         h("dt", { text: "Last used" }), h("dd", { text: key.last_used ? formatDateTime(key.last_used) : "Never" })));
     this.loadKeyUsage(key.key_id, usageSlot);

@@ -335,3 +335,40 @@ export async function copyText(text, input) {
     window.getSelection()?.removeAllRanges();
   }
 }
+
+// ---- a key's lifecycle: expiry and IP allowlist (README: Key lifecycle) ----
+
+export const ALLOWED_IPS_MAX = 100;
+
+/** "Never expires", "Expires in 3 days" or "Expired": what a key's expiry means now. */
+export function describeExpiry(expiresAt, nowMs = Date.now()) {
+  if (expiresAt === null || expiresAt === undefined) return "Never expires";
+  if (expiresAt * 1000 <= nowMs) return "Expired";
+  return `Expires ${formatRelative(expiresAt, nowMs)}`;
+}
+
+/** A datetime-local input's value ("YYYY-MM-DDTHH:MM", local time) for Unix seconds; "" for none. */
+export function localInputValue(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const date = new Date(seconds * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+/** Unix seconds from a datetime-local value (local time); null for "" (never expires). */
+export function parseExpiry(raw) {
+  const text = String(raw).trim();
+  if (!text) return null;
+  const ms = new Date(text).getTime();
+  if (!Number.isFinite(ms) || ms <= 0) throw new InputError("expires_at", "Enter a date and time, or leave it empty for never.");
+  return Math.floor(ms / 1000);
+}
+
+/** The allowlist typed one a line (or comma-separated); [] = from anywhere. The server checks each entry strictly. */
+export function parseAllowedIps(raw) {
+  const entries = String(raw).split(/[\s,]+/).filter(Boolean);
+  if (entries.length > ALLOWED_IPS_MAX) {
+    throw new InputError("allowed_ips", `At most ${ALLOWED_IPS_MAX} addresses or ranges.`);
+  }
+  return [...new Set(entries)];
+}

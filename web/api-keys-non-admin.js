@@ -8,6 +8,7 @@ import { h } from "./api-keys-dom.js";
 import { LIMITS } from "./api-keys-lib.js";
 import { describeScope, keyScope } from "./api-keys-scopes.js";
 import { describeJobLimits, hourMeter, jobLimitsOf, usageView } from "./api-keys-usage.js";
+import { lifecycleFacts } from "./api-keys-key-list.js";
 
 export const withNonAdminViews = (Base) => class NonAdminViews extends Base {
   becomeAdminHelp() {
@@ -72,6 +73,7 @@ export const withNonAdminViews = (Base) => class NonAdminViews extends Base {
           h("dt", { text: "Key ID" }), h("dd", {}, h("code", { class: "cak-code", text: usage.key_id })),
           Array.isArray(usage.scopes)
             ? [h("dt", { text: "Scope" }), h("dd", { "data-testid": "own-scope", text: describeScope(this.ownScope) })] : null,
+          lifecycleFacts(usage, Date.now()),
           h("dt", { text: "This hour" }), h("dd", {}, hourMeter(usage.requests_this_hour, usage.rate_limit)),
           usage.job_limits ? [h("dt", { text: "Workflow limits" }), h("dd", { text: describeJobLimits(jobLimitsOf(usage)) })] : null),
         usageView(usage.usage_stats));
