@@ -80,7 +80,7 @@ async def test_require_mode_answers_401_without_a_key_and_the_handler_never_runs
 async def test_a_bearer_key_passes_with_rate_limit_headers_and_the_runtime_counts_it(aiohttp_client, tmp_path):
     calls = []
     async with started_runtime(tmp_path) as runtime:
-        key, secret = await runtime.key_store.create_key("script", 3, {}, [])
+        key, secret = await runtime.key_store.create_key("script", 3, {}, ["generate"])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         remaining = []
         for _ in range(3):
@@ -102,7 +102,7 @@ async def test_a_basic_header_with_a_key_is_remembered_as_a_bearer_header_is(aio
     import base64
     calls = []
     async with started_runtime(tmp_path) as runtime:
-        key, secret = await runtime.key_store.create_key("basic", 100, {}, [])
+        key, secret = await runtime.key_store.create_key("basic", 100, {}, ["generate"])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         ours = "Basic " + base64.b64encode(f"user:{secret}".encode()).decode()
         foreign = "Basic " + base64.b64encode(b"alice:hunter2").decode()
@@ -130,7 +130,7 @@ async def test_a_query_token_is_taken_out_of_the_url_the_handler_sees(aiohttp_cl
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     try:
         async with started_runtime(tmp_path, query_token="on") as runtime:
-            key, secret = await runtime.key_store.create_key("url", 100, {}, [])
+            key, secret = await runtime.key_store.create_key("url", 100, {}, ["generate"])
             app = web.Application(middlewares=[create_middleware(runtime)])
 
             async def handler(request):
@@ -156,7 +156,7 @@ async def test_a_query_token_is_taken_out_of_the_url_the_handler_sees(aiohttp_cl
 async def test_a_key_without_the_admin_scope_gets_403_on_an_admin_route(aiohttp_client, tmp_path):
     calls = []
     async with started_runtime(tmp_path, mode="enable") as runtime:
-        _, plain = await runtime.key_store.create_key("plain", 100, {}, [])
+        _, plain = await runtime.key_store.create_key("plain", 100, {}, ["generate"])
         _, admin = await runtime.key_store.create_key("ops", 100, {}, ["admin"])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         response = await client.get("/api/keys", headers=bearer(plain))
@@ -169,7 +169,7 @@ async def test_a_key_without_the_admin_scope_gets_403_on_an_admin_route(aiohttp_
 async def test_disabling_a_key_refuses_its_next_request(aiohttp_client, tmp_path):
     calls = []
     async with started_runtime(tmp_path) as runtime:
-        key, secret = await runtime.key_store.create_key("script", 100, {}, [])
+        key, secret = await runtime.key_store.create_key("script", 100, {}, ["generate"])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         assert (await client.get("/api/queue", headers=bearer(secret))).status == 200
         await runtime.key_store.update_key(key.key_id, {"is_active": False})
@@ -182,7 +182,7 @@ async def test_disabling_a_key_refuses_its_next_request(aiohttp_client, tmp_path
 async def test_a_prompt_queued_with_a_key_belongs_to_that_key(aiohttp_client, tmp_path):
     calls = []
     async with started_runtime(tmp_path) as runtime:
-        key, secret = await runtime.key_store.create_key("script", 100, {}, [])
+        key, secret = await runtime.key_store.create_key("script", 100, {}, ["generate"])
         client = await aiohttp_client(comfy_like_app(runtime, calls))
         response = await client.post("/api/prompt", json={"prompt": {}}, headers=bearer(secret))
         assert response.status == 200

@@ -128,7 +128,7 @@ def test_through_a_forwarder_bootstrap_manages_non_admin_keys_only(make_host, fo
     assert status["trust_localhost"] == "bootstrap" and status["local_bootstrap"] is True
     assert status["is_admin"] is False and status["principal"]["kind"] == "bootstrap"
     keys = {k["key_id"]: k for k in host.get("/api/keys").json()["keys"]}
-    assert keys[dormant["key_id"]]["is_active"] is False and keys[key_id]["scopes"] == []
+    assert keys[dormant["key_id"]]["is_active"] is False and keys[key_id]["scopes"] == ["generate"]
     assert not any("admin" in k["scopes"] and k["is_active"] for k in keys.values())
     assert host.get("/api/auth/status").json()["admin_password_set"] is False
 

@@ -32,7 +32,7 @@ def insert_keys(url, rows):
         connection.close()
 
 
-def key_row(name, scopes="", secret=None):
+def key_row(name, scopes="generate", secret=None):
     secret = secret or "comfy_" + secrets.token_urlsafe(32)
     now = time.time()
     row = (secrets.token_hex(8), hashlib.sha256(secret.encode()).hexdigest(), secret[:10], name, 100000,
@@ -47,7 +47,7 @@ def pair(make_host, tmp_path):
     env = {"COMFYUI_API_AUTH": "require", "COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH_REFRESH_INTERVAL": "0.2"}
     first = make_host(env=env)  # creates the schema
     known, rows = {}, []
-    for name, scopes in (("admin", "admin"), ("to disable", ""), ("to delete", "")):
+    for name, scopes in (("admin", "admin"), ("to disable", "generate"), ("to delete", "generate")):
         row, secret = key_row(name, scopes)
         known[name] = (row[0], secret)
         rows.append(row)

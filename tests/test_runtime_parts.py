@@ -72,7 +72,7 @@ async def test_the_key_cache_remembers_and_forgets_a_key_with_its_principal_bear
         assert keys.sessions[token_hash(token)][:2] == ("key", record.pk)
 
         keys.verified_bearers[f"Bearer {secret}"] = principal
-        updated = await runtime.key_store.update_key(record.key_id, {"scopes": []})
+        updated = await runtime.key_store.update_key(record.key_id, {"scopes": ["generate"]})
         assert keys.verified_bearers == {}  # any change: every verified header is checked again
         assert keys.principals[key_format.digest_key(secret)].key is updated
         assert record.pk not in keys.admin_keys and not keys.admin_exists
