@@ -188,7 +188,7 @@ def parse_create(body, now: float | None = None) -> dict:
         "metadata": validate_metadata(body.get("metadata", {})),
         "scopes": validate_scopes(body.get("scopes", list(DEFAULT_SCOPES))),
         "job_limits": validate_job_limits({} if body.get("job_limits") is None else body["job_limits"]),
-        "allowed_ips": validate_allowed_ips(body.get("allowed_ips") or []),
+        "allowed_ips": validate_allowed_ips([] if body.get("allowed_ips") is None else body["allowed_ips"]),
         **_create_expiry(body, time.time() if now is None else now),
     }
 

@@ -30,7 +30,9 @@ class Server:
 
     def __init__(self, root, mode, extra_args=()):
         env = {"COMFYUI_API_AUTH": mode, "COMFYUI_API_AUTH_TRUST_LOCALHOST": "off",
-               "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD}
+               "COMFYUI_API_AUTH_ADMIN_PASSWORD": PASSWORD,
+               # the probe node's route, which no table knows, opened to keys (else admin-only)
+               "COMFYUI_API_AUTH_ROUTE_SCOPES": '{"/whoami_probe": "read"}'}
         self.host = Host(root, env=env, extra_args=extra_args)
         os.makedirs(self.host.user_dir, exist_ok=True)
         self.host.start()

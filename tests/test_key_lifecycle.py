@@ -436,7 +436,7 @@ def test_a_version_4_database_is_upgraded_and_its_keys_and_sessions_keep_working
                  time.time(), 1))
         database.close()
         host = make_host(env={"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH": "require"})
-        assert "schema upgraded from version 4 to 5" in host.log()
+        assert f"schema upgraded from version 4 to {migrations.LATEST}" in host.log()
         headers = {"X-API-Key": made.plaintext}
         listed = host.get("/api/keys", headers=headers).json()["keys"][0]
         assert listed["name"] == "from v4" and listed["expires_at"] is None and listed["allowed_ips"] == []
@@ -445,7 +445,7 @@ def test_a_version_4_database_is_upgraded_and_its_keys_and_sessions_keep_working
         rotated = host.post(f"/api/keys/{made.key_id}/rotate", json={"grace_seconds": 60}, headers=headers)
         assert rotated.status_code == 200
         assert session.get(host.url("/api/keys")).status_code == 200  # opened with the old secret, in its grace
-        assert query_url(url, "SELECT number FROM api_auth_meta WHERE name = 'schema_version'") == [(5,)]
+        assert query_url(url, "SELECT number FROM api_auth_meta WHERE name = 'schema_version'") == [(migrations.LATEST,)]
         assert query_url(url, "SELECT generation, previous_key_hash FROM api_auth_keys") == [(1, made.key_hash)]
     finally:
         if ON_POSTGRES:

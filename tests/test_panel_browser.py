@@ -952,6 +952,8 @@ def test_keyboard_only(context, host):
     assert page.evaluate("document.activeElement.textContent").strip() == "Edit"
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent").strip() == "Rotate"
+    page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent").strip() == "Delete"
     page.keyboard.press("Enter")
     confirm = page.get_by_role("dialog", name="Delete this API key?")

@@ -6,11 +6,12 @@ The full route x caller table is test_scope_matrix.py.
 """
 
 import json
+import time
 
 import pytest
 import requests
 
-from conftest import change_database, host_data_dir
+from conftest import ON_POSTGRES, drop_postgres_database, fresh_postgres_database, host_data_dir, package_module
 
 
 def bearer(key):
@@ -28,23 +29,42 @@ def scope_refusal(response, scope):
     return body
 
 
-def test_keys_made_before_scopes_become_generate_and_the_log_says_so_once(make_host):
-    host = make_host(env={"COMFYUI_API_AUTH": "require"})
-    old_plain = cli_key(host, "--name", "old plain")
-    old_admin = cli_key(host, "--name", "old admin", "--admin")
-    host.stop()
-    # As a database of the version before scopes had them: no scope stored, schema 3.
-    change_database(host, f"UPDATE api_auth_keys SET scopes = '' WHERE key_id = '{old_plain['key_id']}'",
-                    "UPDATE api_auth_meta SET number = 3 WHERE name = 'schema_version'")
-    host.start()
-    admin = bearer(old_admin)
-    listed = {key["key_id"]: key["scopes"] for key in host.get("/api/keys", headers=admin).json()["keys"]}
-    assert listed[old_plain["key_id"]] == ["generate"] and listed[old_admin["key_id"]] == ["admin"]
-    assert host.get("/api/object_info", headers=bearer(old_plain)).status_code == 200
-    scope_refusal(host.get("/internal/logs", headers=bearer(old_plain)), "admin")  # lost the operator's routes
-    assert host.log().count("made before scopes now have the 'generate' scope") == 1
-    host.restart()
-    assert host.log().count("made before scopes now have the 'generate' scope") == 1  # once, not per start
+def test_keys_made_before_scopes_become_generate_and_the_log_says_so_once(make_host, tmp_path):
+    # A database as version 3 left it: its tables only, keys stored without a scope.
+    migrations = package_module("storage.migrations")
+    models = package_module("storage.models")
+    made = {name: package_module("core.keys").new_key() for name in ("plain", "admin")}
+    url = fresh_postgres_database() if ON_POSTGRES else f"sqlite:///{tmp_path / 'v3' / 'auth.db'}"
+    try:
+        database = package_module("storage.database").open_database(url)
+        database.bind(models.ALL_MODELS)
+        with database.atomic():
+            for _version, step in migrations.MIGRATIONS[:3]:
+                step(database)
+            models.MetaValue.insert(name=migrations.SCHEMA_VERSION_NAME, number=3).execute()
+            mark = database.param
+            for name, scopes in (("plain", ""), ("admin", "admin")):
+                key = made[name]
+                database.execute_sql(
+                    "INSERT INTO api_auth_keys (key_id, key_hash, prefix, name, rate_limit, is_active, metadata, "
+                    f"scopes, created_at, updated_at, revision) VALUES ({', '.join([mark] * 11)})",
+                    (key.key_id, key.key_hash, key.prefix, f"old {name}", 1000, True, "{}", scopes, time.time(),
+                     time.time(), 1))
+        database.close()
+        host = make_host(env={"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH": "require"})
+        admin = {"X-API-Key": made["admin"].plaintext}
+        plain = {"X-API-Key": made["plain"].plaintext}
+        listed = {key["name"]: key["scopes"] for key in host.get("/api/keys", headers=admin).json()["keys"]}
+        assert listed == {"old plain": ["generate"], "old admin": ["admin"]}
+        assert host.get("/api/object_info", headers=plain).status_code == 200
+        scope_refusal(host.get("/internal/logs", headers=plain), "admin")  # lost the operator's routes
+        assert host.log().count("made before scopes now have the 'generate' scope") == 1
+        assert "1 key(s) made before scopes" in host.log()
+        host.restart()
+        assert host.log().count("made before scopes now have the 'generate' scope") == 1  # once, not per start
+    finally:
+        if ON_POSTGRES:
+            drop_postgres_database(url)
 
 
 def test_the_operator_opens_unclassified_routes_to_a_scope(make_host):
