@@ -114,6 +114,28 @@ def change_database(host, *statements):
     connection.close()
 
 
+def old_database(url, version, keys):
+    """Write the database at ``url`` as package version ``version`` left it: its
+    migration steps only, and ``keys`` ((NewKey, name, scopes text) each) in
+    the columns every version has had. For upgrade tests."""
+    import time
+    migrations = package_module("storage.migrations")
+    models = package_module("storage.models")
+    database = package_module("storage.database").open_database(url)
+    database.bind(models.ALL_MODELS)
+    with database.atomic():
+        for _version, step in migrations.MIGRATIONS[:version]:
+            step(database)
+        models.MetaValue.insert(name=migrations.SCHEMA_VERSION_NAME, number=version).execute()
+        marks = ", ".join([database.param] * 11)
+        for made, name, scopes in keys:
+            database.execute_sql(
+                "INSERT INTO api_auth_keys (key_id, key_hash, prefix, name, rate_limit, is_active, metadata, scopes, "
+                f"created_at, updated_at, revision) VALUES ({marks})",
+                (made.key_id, made.key_hash, made.prefix, name, 1000, True, "{}", scopes, time.time(), time.time(), 1))
+    database.close()
+
+
 def concurrent_gets(url, headers, count):
     """``count`` GETs sent at once: [(status, headers)]."""
     import asyncio
@@ -157,6 +179,12 @@ class Host(StandIn):
         if ON_POSTGRES and "COMFYUI_API_AUTH_DB" not in self.env:
             self.own_database = self.env["COMFYUI_API_AUTH_DB"] = fresh_postgres_database()
 
+    def discard(self):
+        """Stop it and drop its own PostgreSQL database, if it made one."""
+        self.stop()
+        if self.own_database:
+            drop_postgres_database(self.own_database)
+
     # small helpers for readable tests
     def get(self, path, **kw):
         kw.setdefault("timeout", 10)
@@ -196,9 +224,7 @@ def make_host(tmp_path):
 
     yield make
     for host in hosts:
-        host.stop()
-        if host.own_database:
-            drop_postgres_database(host.own_database)
+        host.discard()
 
 
 @pytest.fixture

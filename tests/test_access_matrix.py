@@ -145,11 +145,8 @@ class Fleet:
         }[principal]
 
     def stop(self):
-        from conftest import drop_postgres_database
         for host in self.hosts.values():
-            host.stop()
-            if host.own_database:
-                drop_postgres_database(host.own_database)
+            host.discard()
 
 
 @pytest.fixture(scope="module")

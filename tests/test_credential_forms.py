@@ -22,7 +22,7 @@ import uuid
 import aiohttp
 import pytest
 
-from conftest import REPO, Host, drop_postgres_database, package_module
+from conftest import REPO, Host, package_module
 
 URL_LOGGER = os.path.join(REPO, "tests", "fixtures", "url_logging_node.py")
 TWINS = ("/api", "")
@@ -58,9 +58,7 @@ class Fleet:
 
     def stop(self):
         for host in self.hosts.values():
-            host.stop()
-            if host.own_database:
-                drop_postgres_database(host.own_database)
+            host.discard()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import requests
 
-from conftest import (ON_POSTGRES, drop_postgres_database, fresh_postgres_database, host_db_file, package_module,
+from conftest import (ON_POSTGRES, drop_postgres_database, old_database, fresh_postgres_database, host_db_file, package_module,
                       query_database, query_url)
 from test_websocket_access import (PASSWORD, admin_session, cookie_header, handshake_status, in_thread,
                                    open_socket, revoked, still_open, until_closed)
@@ -416,25 +416,10 @@ def test_the_command_line_creates_expiring_keys_lists_expiry_and_rotates(make_ho
 
 def test_a_version_4_database_is_upgraded_and_its_keys_and_sessions_keep_working(make_host, tmp_path):
     migrations = package_module("storage.migrations")
-    models = package_module("storage.models")
-    opened = package_module("storage.database")
     made = package_module("core.keys").new_key()
     url = fresh_postgres_database() if ON_POSTGRES else f"sqlite:///{tmp_path / 'v4' / 'auth.db'}"
     try:
-        database = opened.open_database(url)
-        database.bind(models.ALL_MODELS)
-        with database.atomic():
-            for _version, step in migrations.MIGRATIONS[:4]:
-                step(database)
-            models.MetaValue.insert(name=migrations.SCHEMA_VERSION_NAME, number=4).execute()
-            mark = database.param
-            # a key as version 4 stored it (its columns only)
-            database.execute_sql(
-                "INSERT INTO api_auth_keys (key_id, key_hash, prefix, name, rate_limit, is_active, metadata, scopes, "
-                f"created_at, updated_at, revision) VALUES ({', '.join([mark] * 11)})",
-                (made.key_id, made.key_hash, made.prefix, "from v4", 1000, True, "{}", "admin", time.time(),
-                 time.time(), 1))
-        database.close()
+        old_database(url, 4, [(made, "from v4", "admin")])  # a key as version 4 stored it
         host = make_host(env={"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH": "require"})
         assert f"schema upgraded from version 4 to {migrations.LATEST}" in host.log()
         headers = {"X-API-Key": made.plaintext}

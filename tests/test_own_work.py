@@ -19,7 +19,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import REPO, Host, drop_postgres_database
+from conftest import REPO, Host
 
 PASSWORD = "correct horse battery staple"
 PROBE = os.path.join(REPO, "tests", "nodes", "own_work_probe")
@@ -129,9 +129,7 @@ def stand(request, tmp_path_factory):
         host.start()
         yield Stand(host, mode)
     finally:
-        host.stop()
-        if host.own_database:
-            drop_postgres_database(host.own_database)
+        host.discard()
 
 
 @pytest.fixture

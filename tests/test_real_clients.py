@@ -23,7 +23,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, Host, drop_postgres_database
+from conftest import REPO, Host
 
 pytestmark = pytest.mark.real_clients
 
@@ -47,9 +47,7 @@ class Servers:
 
     def stop(self):
         for host in (self.require, self.enable):
-            host.stop()
-            if host.own_database:
-                drop_postgres_database(host.own_database)
+            host.discard()
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ The full route x caller table is test_scope_matrix.py.
 """
 
 import json
-import time
 
 import pytest
 import requests
 
-from conftest import ON_POSTGRES, drop_postgres_database, fresh_postgres_database, host_data_dir, package_module
+from conftest import (ON_POSTGRES, drop_postgres_database, fresh_postgres_database, host_data_dir, old_database,
+                      package_module)
 
 
 def bearer(key):
@@ -30,27 +30,11 @@ def scope_refusal(response, scope):
 
 
 def test_keys_made_before_scopes_become_generate_and_the_log_says_so_once(make_host, tmp_path):
-    # A database as version 3 left it: its tables only, keys stored without a scope.
-    migrations = package_module("storage.migrations")
-    models = package_module("storage.models")
     made = {name: package_module("core.keys").new_key() for name in ("plain", "admin")}
     url = fresh_postgres_database() if ON_POSTGRES else f"sqlite:///{tmp_path / 'v3' / 'auth.db'}"
     try:
-        database = package_module("storage.database").open_database(url)
-        database.bind(models.ALL_MODELS)
-        with database.atomic():
-            for _version, step in migrations.MIGRATIONS[:3]:
-                step(database)
-            models.MetaValue.insert(name=migrations.SCHEMA_VERSION_NAME, number=3).execute()
-            mark = database.param
-            for name, scopes in (("plain", ""), ("admin", "admin")):
-                key = made[name]
-                database.execute_sql(
-                    "INSERT INTO api_auth_keys (key_id, key_hash, prefix, name, rate_limit, is_active, metadata, "
-                    f"scopes, created_at, updated_at, revision) VALUES ({', '.join([mark] * 11)})",
-                    (key.key_id, key.key_hash, key.prefix, f"old {name}", 1000, True, "{}", scopes, time.time(),
-                     time.time(), 1))
-        database.close()
+        # A database as version 3 left it: keys stored without a scope, and an admin key.
+        old_database(url, 3, [(made["plain"], "old plain", ""), (made["admin"], "old admin", "admin")])
         host = make_host(env={"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH": "require"})
         admin = {"X-API-Key": made["admin"].plaintext}
         plain = {"X-API-Key": made["plain"].plaintext}

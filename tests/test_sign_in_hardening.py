@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import requests
 
-from conftest import (ON_POSTGRES, REPO, drop_postgres_database, fresh_postgres_database, host_db_file,
+from conftest import (ON_POSTGRES, REPO, drop_postgres_database, old_database, fresh_postgres_database, host_db_file,
                       package_module, query_database, query_url)
 
 PASSWORD = "correct horse battery staple"
@@ -382,26 +382,11 @@ def test_audit_rows_older_than_the_retention_are_purged(make_host):
 
 def test_a_version_2_database_is_upgraded_with_its_data(make_host, tmp_path):
     migrations = package_module("storage.migrations")
-    models = package_module("storage.models")
-    opened = package_module("storage.database")
     url = fresh_postgres_database() if ON_POSTGRES else f"sqlite:///{tmp_path / 'v2' / 'auth.db'}"
     try:
-        database = opened.open_database(url)
-        database.bind(models.ALL_MODELS)
-        with database.atomic():
-            for _version, step in migrations.MIGRATIONS[:2]:
-                step(database)
-            models.MetaValue.insert(name=migrations.SCHEMA_VERSION_NAME, number=2).execute()
-        key_format = package_module("core.keys")
-        made = key_format.new_key()
+        made = package_module("core.keys").new_key()
         plaintext = made.plaintext
-        # a key as version 2 stored it (its columns only: repository.create_key writes today's)
-        mark = database.param
-        database.execute_sql(
-            "INSERT INTO api_auth_keys (key_id, key_hash, prefix, name, rate_limit, is_active, metadata, scopes, "
-            f"created_at, updated_at, revision) VALUES ({', '.join([mark] * 11)})",
-            (made.key_id, made.key_hash, made.prefix, "from v2", 1000, True, "{}", "admin", time.time(), time.time(), 1))
-        database.close()
+        old_database(url, 2, [(made, "from v2", "admin")])  # a key as version 2 stored it
         host = make_host(env={"COMFYUI_API_AUTH_DB": url, "COMFYUI_API_AUTH": "require"})
         assert f"schema upgraded from version 2 to {migrations.LATEST}" in host.log()
         assert host.get("/api/keys", headers={"X-API-Key": plaintext}).json()["keys"][0]["name"] == "from v2"
