@@ -146,7 +146,10 @@ COMFYUI_0_3_64 = {
     ("/internal/logs", "GET"): rule(ADMIN),
     ("/internal/logs/raw", "GET"): rule(ADMIN),
     ("/internal/logs/subscribe", "PATCH"): rule(ADMIN),
-    ("/internal/folder_paths", "GET"): rule(ADMIN),
+    # Model folder names (the catalog) to the server's paths: frontends ask at
+    # load when a workflow names a missing model. Keys get the names only
+    # (server_routes/folder_names.py); the paths stay the operator's.
+    ("/internal/folder_paths", "GET"): rule(READ),
     ("/internal/files/{directory_type}", "GET"): rule(ADMIN),
 }
 

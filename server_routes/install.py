@@ -22,6 +22,7 @@ from .auth_api import AuthApi
 from .client_ids import ClientIds, route_prompt_messages
 from .comfy_users import ComfyUsers
 from .exit_signals import flush_on_exit_signals
+from .folder_names import FolderNames
 from .keys_api import KeysApi
 from .middleware import create_middleware
 from .node_rules import NodeRulesHook
@@ -137,7 +138,7 @@ def install(prompt_server, data_dir: str | None = None) -> AuthRuntime:
     own_files = OwnFiles(runtime)
     own_work = OwnWork(runtime, prompt_server)
     middleware = create_middleware(runtime, hooks=(client_ids, own_files, NodeRulesHook(runtime), gate, sockets,
-                                                   own_work, users))
+                                                   own_work, users, FolderNames()))
     app = prompt_server.app
     # The middleware goes in before any route exists, so a failure below can
     # leave the server closed (503) but never with open key routes.

@@ -34,7 +34,7 @@ FAMILIES = {
     "view": ("GET", "/view?filename=missing.png", None, 404, True),
     "userdata": ("GET", "/userdata?dir=.", None, None, True),
     "settings": ("GET", "/settings", None, 200, True),
-    "internal": ("GET", "/internal/folder_paths", None, 200, False),
+    "internal": ("GET", "/internal/files/output", None, 200, False),
     "internal_logs": ("GET", "/internal/logs", None, 200, False),
     "static_root": ("GET", "/", None, 200, False),
     "extensions": ("GET", "/extensions", None, 200, True),

@@ -162,3 +162,21 @@ def test_enable_mode_holds_a_presented_key_to_its_scopes_but_not_the_anonymous(m
     assert host.get("/internal/logs").status_code == 200  # ComfyUI as it was, for the anonymous
     scope_refusal(host.get("/internal/logs", headers=bearer(reader)), "admin")
     scope_refusal(host.post("/api/prompt", json={"prompt": {}}, headers=bearer(reader)), "generate")
+
+
+def test_keys_get_the_model_folder_names_but_not_the_servers_paths(make_host):
+    # Both frontends ask /internal/folder_paths when a workflow names a missing
+    # model (1.58.1's default template does, at a new user's first page load).
+    host = make_host(env={"COMFYUI_API_AUTH": "require"})
+    reader = cli_key(host, "--name", "reader", "--scope", "read")
+    admin = cli_key(host, "--name", "admin", "--admin")
+    host.restart()
+    full = host.get("/internal/folder_paths", headers=bearer(admin))
+    assert full.status_code == 200 and any(full.json().values())  # the operator's paths
+    names = host.get("/internal/folder_paths", headers=bearer(reader))
+    assert names.status_code == 200
+    assert names.json() == {name: [] for name in full.json()}  # the names, no path
+    assert host.workdir not in names.text
+    assert host.get("/internal/folder_paths").status_code == 401
+    scope_refusal(host.get("/internal/logs", headers=bearer(reader)), "admin")  # the rest of /internal stays admin
+    scope_refusal(host.get("/internal/files/output", headers=bearer(reader)), "admin")
