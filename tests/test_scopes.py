@@ -83,7 +83,8 @@ def test_a_bad_route_scopes_value_closes_the_server(make_host, value):
 def test_route_scopes_from_the_config_file(make_host, tmp_path):
     host = make_host(env={"COMFYUI_API_AUTH": "require"})
     maker = cli_key(host, "--name", "maker")
-    with open(f"{host_data_dir(host)}/config.json", "w") as handle:
+    os.makedirs(host_data_dir(host), exist_ok=True)  # on PostgreSQL nothing else is written there
+    with open(os.path.join(host_data_dir(host), "config.json"), "w") as handle:
         json.dump({"mode": "require", "route_scopes": {"/my_node/echo": "read"}}, handle)
     host.restart()
     assert host.get("/my_node/echo", headers=bearer(maker)).status_code == 200
