@@ -6,6 +6,7 @@ The full route x caller table is test_scope_matrix.py.
 """
 
 import json
+import os
 
 import pytest
 import requests
