@@ -1,9 +1,10 @@
 """Which scope each HTTP route of a ComfyUI server needs: one table.
 
-Pure data and two small look-ups; nothing here knows aiohttp. The middleware
-(wired later) matches a request, takes the route template aiohttp matched
+Pure data and two small look-ups; nothing here knows aiohttp. The policy
+(``core.policy.AccessPolicy.classify``, once per route, cached by the
+middleware) takes the route template aiohttp matched
 (``resource.canonical``), strips ComfyUI's ``/api`` twin prefix
-(``policy.canonical_path``) and asks :func:`required_class`.
+(``policy.canonical_path``) and asks :func:`lookup`.
 
 Classes, from least to most privilege:
 

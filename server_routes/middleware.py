@@ -93,13 +93,12 @@ class RouteFacts:
     """What the middleware needs to know about a matched route, worked out once.
     (A slotted class: its attributes read faster than a named tuple's.)"""
 
-    __slots__ = ("route_class", "level", "need", "usage_key", "usage_cells", "refused_key", "wants_context",
+    __slots__ = ("level", "need", "usage_key", "usage_cells", "refused_key", "wants_context",
                  "around", "key_fast_path", "page_cells", "page_directory", "page")
 
     def __init__(self, need, usage_key: tuple, wants_context: bool, around, method: str,
                  page_cells=None, page_directory=None, page: bool = False):
-        self.need = need                    # the policy's RouteNeed
-        self.route_class = need.route_class
+        self.need = need                    # the policy's RouteNeed (its class decides off the fast path)
         # The least principal.level a key needs here (core.scopes); for a
         # query-dependent route a level no key has, so the fast path defers.
         self.level = need.level
